@@ -1,0 +1,190 @@
+"""Params: read once by the CLI, validated, and handed to each stage as plain values.
+
+Each stage declares the params keys it reads (``PARAMS`` in its module, the same list as its
+``params:`` in dvc.yaml); :func:`stage_params` hands it those keys and nothing else, so a stage
+cannot read a key DVC does not know it depends on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pymatgen.analysis.diffraction.xrd import WAVELENGTHS
+
+from xrdsym.errors import ParamsError
+from xrdsym.symmetry import CRYSTAL_SYSTEMS
+
+SOURCES = ("synthetic",)
+MODELS = ("mobilenetv2",)
+IMAGE_METHODS = ("raster",)
+# keras.applications.MobileNetV2 rejects inputs smaller than 32x32 pixels.
+MIN_IMAGE_SIZE = 32
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """Read params.yaml; a missing or malformed file is a ParamsError."""
+    path = Path(path)
+    try:
+        params = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read params ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path}: expected a mapping of params, got {type(params).__name__}")
+    return params
+
+
+def stage_params(params: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The subset of ``params`` a stage declared, validated; a missing key is a ParamsError."""
+    selected = {}
+    for key in keys:
+        if key not in params:
+            raise ParamsError(f"params.yaml: missing key '{key}'")
+        selected[key] = params[key]
+    validate(selected)
+    return selected
+
+
+def _fail(key: str, value: Any, why: str) -> ParamsError:
+    return ParamsError(f"params.yaml: {key}={value!r} is invalid: {why}")
+
+
+def _number(key: str, value: Any, *, minimum: float | None = None, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(key, value, "must be a number")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise _fail(key, value, f"must be {'>' if strict else '>='} {minimum}")
+    return float(value)
+
+
+def _integer(key: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(key, value, "must be an integer")
+    if value < minimum:
+        raise _fail(key, value, f"must be >= {minimum}")
+    return value
+
+
+def _choice(key: str, value: Any, choices: Iterable[str]) -> str:
+    choices = tuple(choices)
+    if value not in choices:
+        raise _fail(key, value, f"must be one of {', '.join(choices)}")
+    return value
+
+
+def _classes(value: Any) -> None:
+    if not isinstance(value, list) or not value:
+        raise _fail("classes", value, "must be a non-empty list of crystal systems")
+    for name in value:
+        _choice("classes", name, CRYSTAL_SYSTEMS)
+    if len(set(value)) != len(value):
+        raise _fail("classes", value, "lists a crystal system twice")
+
+
+def _wavelength(value: Any) -> None:
+    if isinstance(value, str):
+        _choice("wavelength", value, WAVELENGTHS)
+    else:
+        _number("wavelength", value, minimum=0, strict=True)
+
+
+def _two_theta(params: dict[str, Any]) -> None:
+    low = _number("two_theta_min", params["two_theta_min"], minimum=0)
+    high = _number("two_theta_max", params["two_theta_max"])
+    if not low < high <= 180:
+        raise ParamsError(
+            f"params.yaml: two_theta_min={low!r}, two_theta_max={high!r} is invalid: "
+            "need 0 <= two_theta_min < two_theta_max <= 180 degrees"
+        )
+    if "two_theta_step" in params:
+        step = _number("two_theta_step", params["two_theta_step"], minimum=0, strict=True)
+        if step > high - low:
+            raise _fail("two_theta_step", step, f"larger than the 2θ range {high - low:g} degrees")
+
+
+def _fraction(key: str, value: Any) -> float:
+    value = _number(key, value, minimum=0, strict=True)
+    if value >= 1:
+        raise _fail(key, value, "must be a fraction in (0, 1)")
+    return value
+
+
+def _download(section: dict[str, Any]) -> None:
+    _integer("download.max_species", section["max_species"], minimum=1)
+    _integer("download.max_atoms", section["max_atoms"], minimum=1)
+    _integer("download.max_attempts", section["max_attempts"], minimum=1)
+    _number("download.volume_factor", section["volume_factor"], minimum=0, strict=True)
+    elements = section["elements"]
+    if not isinstance(elements, list) or len(elements) < section["max_species"]:
+        raise _fail("download.elements", elements, "needs at least max_species elements")
+
+
+def _patterns(section: dict[str, Any]) -> None:
+    _number("patterns.symprec", section["symprec"], minimum=0, strict=True)
+    _number("patterns.angle_tolerance", section["angle_tolerance"], minimum=0, strict=True)
+    test = _fraction("patterns.test_size", section["test_size"])
+    val = _fraction("patterns.val_size", section["val_size"])
+    if test + val >= 1:
+        raise _fail("patterns.val_size", val, "test_size + val_size must leave a training split")
+
+
+def _images(section: dict[str, Any]) -> None:
+    _choice("images.method", section["method"], IMAGE_METHODS)
+    _integer("images.size", section["size"], minimum=MIN_IMAGE_SIZE)
+    import matplotlib  # noqa: PLC0415 (only the images stage needs it)
+
+    if section["colormap"] not in matplotlib.colormaps:
+        raise _fail("images.colormap", section["colormap"], "not a matplotlib colormap")
+
+
+def _train(section: dict[str, Any]) -> None:
+    if section["weights"] not in (None, "imagenet"):
+        raise _fail("train.weights", section["weights"], "must be null or imagenet")
+    _integer("train.epochs", section["epochs"], minimum=1)
+    _integer("train.batch_size", section["batch_size"], minimum=1)
+    _number("train.learning_rate", section["learning_rate"], minimum=0, strict=True)
+    _integer("train.patience", section["patience"], minimum=1)
+    _number("train.alpha", section["alpha"], minimum=0, strict=True)
+    dropout = _number("train.dropout", section["dropout"], minimum=0)
+    if dropout >= 1:
+        raise _fail("train.dropout", dropout, "must be in [0, 1)")
+
+
+_KEY_CHECKS: dict[str, Callable[[Any], None]] = {
+    "seed": lambda v: _integer("seed", v, minimum=0),
+    "classes": _classes,
+    "source": lambda v: _choice("source", v, SOURCES),
+    "n_per_class": lambda v: _integer("n_per_class", v, minimum=1),
+    "n_jobs": lambda v: _integer("n_jobs", v, minimum=1),
+    "wavelength": _wavelength,
+    "sigma": lambda v: _number("sigma", v, minimum=0, strict=True),
+    "model": lambda v: _choice("model", v, MODELS),
+}
+_SECTION_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "download": _download,
+    "patterns": _patterns,
+    "images": _images,
+    "train": _train,
+}
+
+
+def validate(params: dict[str, Any]) -> None:
+    """Check every key present in ``params``; the first invalid one raises a ParamsError."""
+    for key, check in _KEY_CHECKS.items():
+        if key in params:
+            check(params[key])
+    if "two_theta_min" in params or "two_theta_max" in params:
+        _two_theta(params)
+    for key, check in _SECTION_CHECKS.items():
+        if key in params:
+            section = params[key]
+            if not isinstance(section, dict):
+                raise _fail(key, section, "must be a mapping")
+            try:
+                check(section)
+            except KeyError as exc:
+                raise ParamsError(f"params.yaml: missing key '{key}.{exc.args[0]}'") from exc

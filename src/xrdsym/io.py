@@ -1,0 +1,71 @@
+"""Thin file I/O at the edges of the pipeline: atomic writes, JSON lines, tables."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+REJECT_COLUMNS = ["id", "stage", "reason"]
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    Works for files and directories, so a killed stage never leaves a half-written output.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    target = tmp / path.name
+    try:
+        yield target
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(target, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_jsonl_gz(path: str | Path, records: Iterable[dict]) -> int:
+    """Stream ``records`` to a gzip-compressed JSON-lines file, atomically; return the count."""
+    count = 0
+    with atomic_path(path) as tmp, gzip.open(tmp, "wt", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+            count += 1
+    return count
+
+
+def read_jsonl_gz(path: str | Path) -> Iterator[dict]:
+    """Stream the records of a gzip-compressed JSON-lines file, one at a time."""
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def write_table(path: str | Path, table: pd.DataFrame) -> None:
+    """Write a CSV table atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def rejects_table(rejects: Iterable[dict]) -> pd.DataFrame:
+    """The rejects (id, stage, reason) as a table, empty with its columns when there are none."""
+    return pd.DataFrame(list(rejects), columns=REJECT_COLUMNS)

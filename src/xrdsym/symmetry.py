@@ -1,0 +1,44 @@
+"""Crystal systems and the symmetry analysis that labels every structure."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+# The seven crystal systems with their space-group numbers (International Tables, Vol. A).
+SPACE_GROUP_RANGES: dict[str, range] = {
+    "triclinic": range(1, 3),
+    "monoclinic": range(3, 16),
+    "orthorhombic": range(16, 75),
+    "tetragonal": range(75, 143),
+    "trigonal": range(143, 168),
+    "hexagonal": range(168, 195),
+    "cubic": range(195, 231),
+}
+CRYSTAL_SYSTEMS: tuple[str, ...] = tuple(sorted(SPACE_GROUP_RANGES))
+
+
+def crystal_system_of_space_group(number: int) -> str:
+    """The crystal system a space group (1-230) belongs to."""
+    for system, numbers in SPACE_GROUP_RANGES.items():
+        if number in numbers:
+            return system
+    raise ValueError(f"space group number must be in 1..230, got {number}")
+
+
+def analyse_symmetry(
+    structure: Structure, symprec: float, angle_tolerance: float
+) -> tuple[int, str]:
+    """Space-group number and crystal system that spglib finds for ``structure``.
+
+    Args:
+        structure: the crystal structure.
+        symprec: distance tolerance in Å.
+        angle_tolerance: angle tolerance in degrees.
+    """
+    analyzer = SpacegroupAnalyzer(structure, symprec=symprec, angle_tolerance=angle_tolerance)
+    return analyzer.get_space_group_number(), analyzer.get_crystal_system()
