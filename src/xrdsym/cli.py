@@ -21,33 +21,33 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _download(args: argparse.Namespace) -> None:
-    from xrdsym.stages import download  # noqa: PLC0415 (each stage imports only what it needs)
+    from xrdsym.stages import download
 
     download.run(stage_params(load_params(args.params), download.PARAMS), args.out, args.metrics)
 
 
 def _patterns(args: argparse.Namespace) -> None:
-    from xrdsym.stages import patterns  # noqa: PLC0415
+    from xrdsym.stages import patterns
 
     params = stage_params(load_params(args.params), patterns.PARAMS)
     patterns.run(params, args.structures, args.out, args.metrics)
 
 
 def _images(args: argparse.Namespace) -> None:
-    from xrdsym.stages import images  # noqa: PLC0415
+    from xrdsym.stages import images
 
     images.run(stage_params(load_params(args.params), images.PARAMS), args.patterns, args.out)
 
 
 def _train(args: argparse.Namespace) -> None:
-    from xrdsym.stages import train  # noqa: PLC0415
+    from xrdsym.stages import train
 
     params = stage_params(load_params(args.params), train.PARAMS)
     train.run(params, args.images, args.out, args.live)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from xrdsym.stages import evaluate  # noqa: PLC0415
+    from xrdsym.stages import evaluate
 
     evaluate.run(args.model, args.images, args.patterns, args.metrics, args.plots)
 
@@ -103,8 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"xrdsym {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except FileNotFoundError as exc:
-        print(f"xrdsym {args.command}: error: {exc.filename}: file not found "
-              "(has the previous stage run? try `dvc repro`)", file=sys.stderr)
+        print(
+            f"xrdsym {args.command}: error: {exc.filename}: file not found "
+            "(has the previous stage run? try `dvc repro`)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -135,7 +135,7 @@ def _patterns(section: dict[str, Any]) -> None:
 def _images(section: dict[str, Any]) -> None:
     _choice("images.method", section["method"], IMAGE_METHODS)
     _integer("images.size", section["size"], minimum=MIN_IMAGE_SIZE)
-    import matplotlib  # noqa: PLC0415 (only the images stage needs it)
+    import matplotlib
 
     if section["colormap"] not in matplotlib.colormaps:
         raise _fail("images.colormap", section["colormap"], "not a matplotlib colormap")
@@ -149,6 +149,9 @@ def _train(section: dict[str, Any]) -> None:
     _number("train.learning_rate", section["learning_rate"], minimum=0, strict=True)
     _integer("train.patience", section["patience"], minimum=1)
     _number("train.alpha", section["alpha"], minimum=0, strict=True)
+    momentum = _number("train.batchnorm_momentum", section["batchnorm_momentum"], minimum=0)
+    if momentum >= 1:
+        raise _fail("train.batchnorm_momentum", momentum, "must be in [0, 1)")
     dropout = _number("train.dropout", section["dropout"], minimum=0)
     if dropout >= 1:
         raise _fail("train.dropout", dropout, "must be in [0, 1)")

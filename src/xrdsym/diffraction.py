@@ -65,7 +65,7 @@ def simulate_peaks(
 
 
 def peaks_on_grid(peaks: Peaks, grid: TwoThetaGrid) -> np.ndarray:
-    """Stick pattern on ``grid``: each peak's intensity added at its nearest grid point, 0 elsewhere.
+    """Stick pattern on ``grid``: each peak's intensity at its nearest grid point, 0 elsewhere.
 
     Peaks closer together than half a step share a point and their intensities add up, so the
     integrated intensity is kept. Peaks outside the grid are left out.
@@ -78,7 +78,7 @@ def peaks_on_grid(peaks: Peaks, grid: TwoThetaGrid) -> np.ndarray:
 
 
 def smooth_and_normalise(sticks: np.ndarray, sigma: float) -> np.ndarray:
-    """Broaden with ``scipy.ndimage.gaussian_filter1d`` (``sigma`` in grid points), rescale to [0, 1].
+    """Broaden with ``gaussian_filter1d`` (``sigma`` in grid points), then rescale to [0, 1].
 
     Raises ValueError for a pattern with no intensity, which has nothing to normalise.
     """

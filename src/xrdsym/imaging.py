@@ -21,7 +21,7 @@ from xrdsym.errors import XrdsymError
 
 
 def raster(intensities: np.ndarray, size: int) -> np.ndarray:
-    """Pattern resampled (linear interpolation) to ``size * size`` points, as a size x size array."""
+    """Pattern resampled (linearly) to ``size * size`` points, as a size x size array."""
     intensities = np.asarray(intensities, dtype=float)
     source = np.linspace(0.0, 1.0, len(intensities))
     target = np.linspace(0.0, 1.0, size * size)

@@ -14,6 +14,7 @@ def build_mobilenetv2(
     weights: str | None,
     alpha: float,
     dropout: float,
+    batchnorm_momentum: float,
 ) -> keras.Model:
     """The paper's classifier: MobileNetV2 with a new ``n_classes``-way head, every layer trainable.
 
@@ -24,6 +25,10 @@ def build_mobilenetv2(
             (downloaded once into ~/.keras/models, or read from there when cached).
         alpha: MobileNetV2's width multiplier.
         dropout: dropout rate before the new head.
+        batchnorm_momentum: momentum of every BatchNormalization layer's moving statistics.
+            Keras builds MobileNetV2 with 0.999, made for ImageNet-sized runs; trained from
+            scratch for a few hundred steps, those statistics stay near their initial values
+            and the model predicts one class at inference. 0.9 lets them follow the data.
     """
     try:
         backbone = keras.applications.MobileNetV2(
@@ -43,6 +48,9 @@ def build_mobilenetv2(
         ) from exc
     # Fine-tuning as in the paper: ImageNet features do not transfer to diffraction images.
     backbone.trainable = True
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = batchnorm_momentum
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
     # MobileNetV2 expects pixels in [-1, 1] (keras.applications.mobilenet_v2.preprocess_input).
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)

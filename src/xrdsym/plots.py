@@ -12,12 +12,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display is assumed anywhere the pipeline runs
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import ConfusionMatrixDisplay
 
-from xrdsym.io import atomic_path  # noqa: E402
+from xrdsym.io import atomic_path
 
 
 def _save(figure: plt.Figure, path: str | Path) -> None:
@@ -27,7 +27,7 @@ def _save(figure: plt.Figure, path: str | Path) -> None:
 
 
 def plot_class_balance(counts: pd.Series, path: str | Path) -> None:
-    """Materials per crystal system: counts (bars) and proportions (pie), as the paper's Figs 2-3."""
+    """Materials per crystal system: counts (bars) and proportions (pie), the paper's Figs 2-3."""
     figure, (bars, pie) = plt.subplots(1, 2, figsize=(11, 4.2))
     bars.bar(counts.index, counts.values, color="tab:blue")
     bars.set_ylabel("materials")

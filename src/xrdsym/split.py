@@ -10,9 +10,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 SPLITS = ("train", "val", "test")
 
 
-def _hold_out(
-    labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int
-) -> np.ndarray:
+def _hold_out(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of about ``fraction`` of the rows, whole groups only, classes stratified."""
     n_folds = max(2, round(1 / fraction))
     n_groups = len(np.unique(groups))

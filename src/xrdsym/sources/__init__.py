@@ -58,7 +58,7 @@ Source = Callable[..., Iterator[StructureRecord | Reject]]
 
 def get_source(name: str) -> Source:
     """The source function registered under ``name``."""
-    from xrdsym.sources.synthetic import iter_synthetic  # noqa: PLC0415 (heavy import)
+    from xrdsym.sources.synthetic import iter_synthetic
 
     sources: dict[str, Source] = {"synthetic": iter_synthetic}
     return sources[name]

@@ -64,7 +64,11 @@ def random_composition(
     n_species = int(rng.integers(1, settings.max_species + 1))
     species = [str(s) for s in rng.choice(settings.elements, size=n_species, replace=False)]
     counts = [
-        int(rng.choice(usable, size=int(rng.integers(1, MAX_ORBITS_PER_SPECIES + 1)), p=weights).sum())
+        int(
+            rng.choice(
+                usable, size=int(rng.integers(1, MAX_ORBITS_PER_SPECIES + 1)), p=weights
+            ).sum()
+        )
         for _ in species
     ]
     if sum(counts) > settings.max_atoms or not group.check_compatible(counts)[0]:

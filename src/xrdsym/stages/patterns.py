@@ -133,4 +133,4 @@ def run(params: dict[str, Any], structures_dir: Path, out_dir: Path, metrics_pat
             "per_split": index["split"].value_counts().sort_index().to_dict(),
         },
     )
-    print(f"patterns: {len(index)} patterns of {grid.size} points, {len(rejects)} rejected -> {out_dir}")
+    print(f"patterns: {len(index)} patterns on {grid.size} points, {len(rejects)} rejected")

@@ -36,6 +36,7 @@ def run(params: dict[str, Any], images_dir: Path, model_dir: Path, live_dir: Pat
         weights=section["weights"],
         alpha=section["alpha"],
         dropout=section["dropout"],
+        batchnorm_momentum=section["batchnorm_momentum"],
     )
     settings = TrainSettings(
         epochs=section["epochs"],

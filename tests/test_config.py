@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xrdsym.config import load_params, stage_params, validate
+from xrdsym.errors import ParamsError
+from xrdsym.stages import download, evaluate, images, patterns, train
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = {
+    "download": download,
+    "patterns": patterns,
+    "images": images,
+    "train": train,
+    "evaluate": evaluate,
+}
+
+
+@pytest.fixture
+def params():
+    return load_params(ROOT / "params.yaml")
+
+
+def test_default_params_are_valid(params):
+    validate(params)
+
+
+def test_every_stage_reads_exactly_what_dvc_yaml_declares():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert set(stages) == set(STAGES)
+    for name, module in STAGES.items():
+        assert tuple(stages[name].get("params", [])) == module.PARAMS, name
+
+
+def test_a_stage_sees_only_its_keys(params):
+    selected = stage_params(params, images.PARAMS)
+    assert set(selected) == {"images"}
+    with pytest.raises(KeyError):
+        selected["sigma"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"classes": ["cubic", "rhombic"]}, "classes='rhombic'"),
+        ({"sigma": 0}, "sigma=0"),
+        ({"sigma": -1.5}, "sigma=-1.5"),
+        ({"two_theta_min": 90, "two_theta_max": 10}, "two_theta_min=90"),
+        ({"two_theta_min": 40, "two_theta_max": 40}, "two_theta_min=40"),
+        ({"two_theta_step": 100}, "two_theta_step=100"),
+        ({"images": {"method": "raster", "size": 16, "colormap": "viridis"}}, "images.size=16"),
+        ({"images": {"method": "raster", "size": 64, "colormap": "nope"}}, "images.colormap"),
+        ({"wavelength": "XyKa"}, "wavelength='XyKa'"),
+        ({"n_per_class": 0}, "n_per_class=0"),
+        ({"model": "resnet"}, "model='resnet'"),
+    ],
+)
+def test_invalid_params_name_the_key_and_value(params, change, message):
+    params.update(change)
+    with pytest.raises(ParamsError) as error:
+        validate(params)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_key_is_named(params):
+    del params["sigma"]
+    with pytest.raises(ParamsError, match="missing key 'sigma'"):
+        stage_params(params, patterns.PARAMS)
+
+
+def test_missing_nested_key_is_named(params):
+    del params["train"]["epochs"]
+    with pytest.raises(ParamsError, match=r"missing key 'train\.epochs'"):
+        validate(params)
+
+
+def test_malformed_file(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("sigma: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)

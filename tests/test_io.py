@@ -1,0 +1,28 @@
+import pytest
+
+from xrdsym.io import atomic_path, read_jsonl_gz, write_jsonl_gz
+
+
+def test_atomic_file_is_not_written_when_the_block_fails(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temporary left behind
+
+
+def test_atomic_directory_replaces_the_old_one(tmp_path):
+    target = tmp_path / "folder"
+    (target / "stale").mkdir(parents=True)
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "new.txt").write_text("x")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+
+
+def test_jsonl_round_trip(tmp_path):
+    records = [{"id": str(i), "value": i} for i in range(5)]
+    assert write_jsonl_gz(tmp_path / "r.jsonl.gz", iter(records)) == 5
+    assert list(read_jsonl_gz(tmp_path / "r.jsonl.gz")) == records

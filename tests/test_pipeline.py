@@ -1,0 +1,92 @@
+"""End to end: the real `dvc repro` and `dvc exp run` on a copy of this repo, tiny params."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# Outputs of a previous run in the source tree; the copy starts without them.
+SKIP = ("dvc.lock", "metrics/", "plots/")
+TINY = {
+    "n_per_class": 8,
+    "two_theta_step": 0.05,
+    "images": {"method": "raster", "size": 32, "colormap": "viridis"},
+    "train": {"epochs": 2, "batch_size": 16, "alpha": 0.35, "patience": 2},
+}
+
+
+def _copy_repo(target: Path) -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for name in listed:
+        if name.startswith(SKIP) or not (ROOT / name).is_file():
+            continue
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target / name)
+
+
+def _run(repo: Path, *command: str) -> str:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_repro_then_nothing_then_sigma_sweep(tmp_path):
+    repo = tmp_path / "repo"
+    _copy_repo(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for key, value in TINY.items():
+        params[key] = {**params[key], **value} if isinstance(value, dict) else value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(repo, "git", "init", "-q")
+    _run(repo, "git", "config", "user.email", "test@example.org")
+    _run(repo, "git", "config", "user.name", "xrdsym test")
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "tiny params")
+
+    first = _run(repo, "dvc", "repro")
+    for stage in ["download", "patterns", "images", "train", "evaluate"]:
+        assert f"Running stage '{stage}'" in first
+    metrics = json.loads((repo / "metrics" / "metrics.json").read_text())
+    assert 0 <= metrics["accuracy"] <= 1 and metrics["n_test"] > 0
+    assert set(metrics["per_class"]) == set(params["classes"])
+    for figure in ["confusion.png", "class_balance.png", "example_pattern.png", "confusion.csv"]:
+        assert (repo / "plots" / "evaluate" / figure).stat().st_size > 0
+    assert (repo / "metrics" / "train" / "plots" / "metrics" / "train" / "loss.tsv").exists()
+    meta = json.loads((repo / "models" / "model.json").read_text())
+    assert meta["classes"] == params["classes"]
+    assert meta["preprocessing"]["pattern"]["sigma_points"] == 5
+
+    second = _run(repo, "dvc", "repro")
+    assert "Running stage" not in second
+    assert "Data and pipelines are up to date." in second
+
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "first run")
+    sweep = _run(repo, "dvc", "exp", "run", "-S", "sigma=3")
+    assert "Running stage 'download'" not in sweep
+    for stage in ["patterns", "images", "train", "evaluate"]:
+        assert f"Running stage '{stage}'" in sweep
+    meta = json.loads((repo / "models" / "model.json").read_text())
+    assert meta["preprocessing"]["pattern"]["sigma_points"] == 3
+
+    diff = json.loads(_run(repo, "dvc", "metrics", "diff", "--all", "--json"))
+    assert "accuracy" in diff["metrics/metrics.json"]
+    assert "n_patterns" in diff["metrics/patterns.json"]
+    assert "train/loss" in diff["metrics/train/metrics.json"]

@@ -1,0 +1,49 @@
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from xrdsym.symmetry import (
+    CRYSTAL_SYSTEMS,
+    SPACE_GROUP_RANGES,
+    analyse_symmetry,
+    crystal_system_of_space_group,
+)
+
+
+def test_ranges_cover_all_230_space_groups_once():
+    numbers = sorted(n for r in SPACE_GROUP_RANGES.values() for n in r)
+    assert numbers == list(range(1, 231))
+    assert len(CRYSTAL_SYSTEMS) == 7
+
+
+@pytest.mark.parametrize(
+    ("number", "system"),
+    [
+        (1, "triclinic"),
+        (14, "monoclinic"),
+        (62, "orthorhombic"),
+        (136, "tetragonal"),
+        (166, "trigonal"),
+        (194, "hexagonal"),
+        (225, "cubic"),
+    ],
+)
+def test_crystal_system_of_space_group(number, system):
+    assert crystal_system_of_space_group(number) == system
+
+
+def test_space_group_out_of_range():
+    with pytest.raises(ValueError):
+        crystal_system_of_space_group(231)
+
+
+def test_analysis_of_known_structures(rock_salt, rutile):
+    assert analyse_symmetry(rock_salt, 0.1, 5) == (225, "cubic")
+    assert analyse_symmetry(rutile, 0.1, 5) == (136, "tetragonal")
+
+
+def test_label_comes_from_the_atoms_not_from_how_the_cell_was_written():
+    # An fcc arrangement written as a triclinic P1 cell with no symmetry declared.
+    cell = Structure(
+        Lattice.cubic(4.05), ["Al"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    )
+    assert analyse_symmetry(cell, 0.1, 5) == (225, "cubic")
