@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from xrdsym.evaluation import classification_metrics, confusion
+from xrdsym.evaluation import classification_metrics, confusion, metrics_table
 
 
 def test_metrics_by_hand():
@@ -31,3 +31,13 @@ def test_metrics_by_hand():
 def test_confusion_rows_are_true_classes():
     matrix = confusion(np.array([0, 0, 1]), np.array([1, 0, 1]), 3)
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 0]]
+
+
+def test_table_has_a_row_per_class_and_the_averages():
+    metrics = classification_metrics(
+        np.array([0, 1, 1]), np.array([0, 1, 0]), ["cubic", "trigonal"]
+    )
+    table = metrics_table(metrics).splitlines()
+    assert table[2] == "| cubic | 0.50 | 1.00 | 0.67 | 1 |"
+    assert table[3] == "| trigonal | 1.00 | 0.50 | 0.67 | 2 |"
+    assert table[4] == "| **accuracy** | | | 0.67 | 3 |"

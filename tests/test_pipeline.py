@@ -89,4 +89,4 @@ def test_repro_then_nothing_then_sigma_sweep(tmp_path):
     diff = json.loads(_run(repo, "dvc", "metrics", "diff", "--all", "--json"))
     assert "accuracy" in diff["metrics/metrics.json"]
     assert "n_patterns" in diff["metrics/patterns.json"]
-    assert "train/loss" in diff["metrics/train/metrics.json"]
+    assert "train.loss" in diff["metrics/train/metrics.json"]

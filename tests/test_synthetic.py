@@ -1,8 +1,18 @@
+import time
+from pathlib import Path
+
 import numpy as np
+import pytest
 from pyxtal.symmetry import Group
 
 from xrdsym.sources import Reject, StructureRecord
-from xrdsym.sources.synthetic import SyntheticSettings, iter_synthetic, random_composition
+from xrdsym.sources.synthetic import (
+    AttemptTimeout,
+    SyntheticSettings,
+    _time_limit,
+    iter_synthetic,
+    random_composition,
+)
 from xrdsym.symmetry import SPACE_GROUP_RANGES
 
 SETTINGS = SyntheticSettings(
@@ -11,6 +21,7 @@ SETTINGS = SyntheticSettings(
     max_atoms=24,
     volume_factor=1.1,
     max_attempts=20,
+    attempt_timeout_s=10,
 )
 CLASSES = ["cubic", "monoclinic", "trigonal"]
 
@@ -64,3 +75,36 @@ def test_records_survive_a_json_round_trip():
     again = StructureRecord.from_json(record.to_json())
     assert again.id == record.id and again.meta == record.meta
     assert again.structure == record.structure
+
+
+def test_a_placement_that_never_ends_is_cut_off():
+    # Item 288 of the cubic class under seed 42 and the default params draws a placement that
+    # PyXtal does not finish; with a short limit the item still comes out, from a later draw.
+    import dataclasses
+
+    import yaml
+
+    from xrdsym.sources.synthetic import _generate_item
+
+    root = Path(__file__).resolve().parents[1]
+    section = yaml.safe_load((root / "params.yaml").read_text())["download"]
+    settings = SyntheticSettings(
+        tuple(section["elements"]),
+        section["max_species"],
+        section["max_atoms"],
+        section["volume_factor"],
+        section["max_attempts"],
+        attempt_timeout_s=10,
+    )
+    start = time.perf_counter()
+    item = _generate_item(("cubic", 288), 42, dataclasses.replace(settings, attempt_timeout_s=0.5))
+    assert isinstance(item, StructureRecord)
+    assert time.perf_counter() - start < 10
+
+
+def test_time_limit_interrupts_and_is_cleared_afterwards():
+    with pytest.raises(AttemptTimeout), _time_limit(0.1):
+        time.sleep(5)
+    with _time_limit(0.1):
+        pass
+    time.sleep(0.2)  # no alarm left armed

@@ -52,6 +52,14 @@ def _evaluate(args: argparse.Namespace) -> None:
     evaluate.run(args.model, args.images, args.patterns, args.metrics, args.plots)
 
 
+def _report(args: argparse.Namespace) -> None:
+    import json
+
+    from xrdsym.evaluation import metrics_table
+
+    print(metrics_table(json.loads(args.metrics.read_text())))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xrdsym",
@@ -92,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--patterns", type=Path, default=Path("data/patterns"))
     sub.add_argument("--metrics", type=Path, default=Path("metrics/metrics.json"))
     sub.add_argument("--plots", type=Path, default=Path("plots/evaluate"))
+
+    sub = stage("report", "print the test metrics as the paper's table", _report, False)
+    sub.add_argument("--metrics", type=Path, default=Path("metrics/metrics.json"))
     return parser
 
 

@@ -118,6 +118,7 @@ def _download(section: dict[str, Any]) -> None:
     _integer("download.max_atoms", section["max_atoms"], minimum=1)
     _integer("download.max_attempts", section["max_attempts"], minimum=1)
     _number("download.volume_factor", section["volume_factor"], minimum=0, strict=True)
+    _number("download.attempt_timeout_s", section["attempt_timeout_s"], minimum=0, strict=True)
     elements = section["elements"]
     if not isinstance(elements, list) or len(elements) < section["max_species"]:
         raise _fail("download.elements", elements, "needs at least max_species elements")

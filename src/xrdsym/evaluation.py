@@ -47,3 +47,20 @@ def classification_metrics(
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Confusion matrix: rows are the true classes, columns the predicted ones."""
     return confusion_matrix(y_true, y_pred, labels=np.arange(n_classes))
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """The paper's table (per-class precision, recall, F1, support) as Markdown."""
+    lines = [
+        "| crystal system | precision | recall | F1 | support |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, row in metrics["per_class"].items():
+        lines.append(
+            f"| {name} | {row['precision']:.2f} | {row['recall']:.2f} | {row['f1']:.2f} "
+            f"| {row['support']} |"
+        )
+    lines.append(f"| **accuracy** | | | {metrics['accuracy']:.2f} | {metrics['n_test']} |")
+    lines.append(f"| **macro avg** | | | {metrics['macro_f1']:.2f} | |")
+    lines.append(f"| **weighted avg** | | | {metrics['weighted_f1']:.2f} | |")
+    return "\n".join(lines)

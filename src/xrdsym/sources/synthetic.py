@@ -7,7 +7,9 @@ same seed gives the same structures whatever the number of worker processes.
 from __future__ import annotations
 
 import functools
+import signal
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,6 +40,7 @@ class SyntheticSettings:
         max_atoms: most atoms in the conventional cell.
         volume_factor: PyXtal's volume scale over the sum of atomic volumes.
         max_attempts: draws (space group, composition, positions) before giving up on an item.
+        attempt_timeout_s: seconds one PyXtal placement may take before it counts as failed.
     """
 
     elements: tuple[str, ...]
@@ -45,6 +48,31 @@ class SyntheticSettings:
     max_atoms: int
     volume_factor: float
     max_attempts: int
+    attempt_timeout_s: float
+
+
+class AttemptTimeout(Exception):
+    """A PyXtal placement ran past its time limit."""
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise AttemptTimeout in the block after ``seconds`` of wall time (Unix main thread).
+
+    Some PyXtal draws never finish placing their atoms; without a limit one of them stalls
+    the whole stage.
+    """
+
+    def expire(signum, frame):
+        raise AttemptTimeout(f"placement took longer than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def random_composition(
@@ -95,14 +123,18 @@ def generate_structure(
         species, counts = composition
         crystal = pyxtal()
         try:
-            crystal.from_random(
-                3,
-                number,
-                species,
-                counts,
-                factor=settings.volume_factor,
-                random_state=int(rng.integers(2**31)),
-            )
+            with _time_limit(settings.attempt_timeout_s):
+                crystal.from_random(
+                    3,
+                    number,
+                    species,
+                    counts,
+                    factor=settings.volume_factor,
+                    random_state=int(rng.integers(2**31)),
+                )
+        except AttemptTimeout as exc:
+            last_error = str(exc)
+            continue
         except Exception as exc:  # PyXtal signals failures with many exception types
             last_error = f"pyxtal: {exc.__class__.__name__}: {exc}"
             continue

@@ -25,6 +25,7 @@ def run(params: dict[str, Any], out_dir: Path, metrics_path: Path) -> None:
         max_atoms=section["max_atoms"],
         volume_factor=section["volume_factor"],
         max_attempts=section["max_attempts"],
+        attempt_timeout_s=section["attempt_timeout_s"],
     )
     items = get_source(params["source"])(
         params["classes"], params["n_per_class"], params["seed"], params["n_jobs"], settings
