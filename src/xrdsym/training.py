@@ -43,34 +43,47 @@ class TrainSettings:
     patience: int
 
 
+@dataclass(frozen=True)
+class FitResult:
+    """What training did: wall time in seconds, epochs run, and the epoch whose weights
+    were kept (1-based) with its validation loss."""
+
+    seconds: float
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+
+
 def fit(
     model: keras.Model,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
     settings: TrainSettings,
     live: Live,
-) -> float:
+) -> FitResult:
     """Train ``model`` in place on (inputs, class indices); keep the weights with the best
-    validation loss. Returns the training time in seconds."""
+    validation loss."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=settings.learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    callbacks = [
-        DVCLiveLogger(live),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=settings.patience, restore_best_weights=True
-        ),
-    ]
+    stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=settings.patience, restore_best_weights=True
+    )
     start = time.perf_counter()
-    model.fit(
+    history = model.fit(
         train[0],
         train[1],
         validation_data=val,
         epochs=settings.epochs,
         batch_size=settings.batch_size,
-        callbacks=callbacks,
+        callbacks=[DVCLiveLogger(live), stopping],
         verbose=2,
     )
-    return time.perf_counter() - start
+    return FitResult(
+        seconds=time.perf_counter() - start,
+        epochs_run=len(history.history["loss"]),
+        best_epoch=stopping.best_epoch + 1,
+        best_val_loss=float(stopping.best),
+    )

@@ -49,8 +49,12 @@ def run(params: dict[str, Any], images_dir: Path, model_dir: Path, live_dir: Pat
         f"{model.count_params():,} parameters, Keras backend {keras.backend.backend()}"
     )
     with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
-        seconds = fit(model, (x_train, y_train), (x_val, y_val), settings, live)
-        live.summary["train_seconds"] = round(seconds, 1)
+        result = fit(model, (x_train, y_train), (x_val, y_val), settings, live)
+        # DVCLive's summary holds the last epoch; record which epoch's weights were kept.
+        live.summary["best_epoch"] = result.best_epoch
+        live.summary["best_val_loss"] = result.best_val_loss
+        live.summary["epochs_run"] = result.epochs_run
+        live.summary["train_seconds"] = round(result.seconds, 1)
         live.summary["n_train"] = len(x_train)
         live.summary["n_val"] = len(x_val)
     meta = {
@@ -65,4 +69,7 @@ def run(params: dict[str, Any], images_dir: Path, model_dir: Path, live_dir: Pat
         tmp.mkdir()
         model.save(tmp / MODEL_FILE)
         write_json(tmp / META_FILE, meta)
-    print(f"train: {seconds:.0f} s -> {model_dir}")
+    print(
+        f"train: {result.seconds:.0f} s, kept epoch {result.best_epoch} of {result.epochs_run} "
+        f"(validation loss {result.best_val_loss:.3f}) -> {model_dir}"
+    )
