@@ -54,6 +54,9 @@ def test_a_stage_sees_only_its_keys(params):
         ({"wavelength": "XyKa"}, "wavelength='XyKa'"),
         ({"n_per_class": 0}, "n_per_class=0"),
         ({"model": "resnet"}, "model='resnet'"),
+        ({"source": "materials_project"}, "source='materials_project'"),
+        ({"source": ["cif_dir", "cif_dir"]}, "lists a source twice"),
+        ({"source": []}, "source=[]"),
     ],
 )
 def test_invalid_params_name_the_key_and_value(params, change, message):
@@ -81,3 +84,14 @@ def test_malformed_file(tmp_path):
     bad.write_text("sigma: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_a_list_of_sources_is_valid(params):
+    params["source"] = ["cif_dir", "synthetic"]
+    validate(params)
+
+
+def test_missing_synthetic_key_is_named(params):
+    del params["download"]["synthetic"]["max_atoms"]
+    with pytest.raises(ParamsError, match=r"missing key 'download\.synthetic\.max_atoms'"):
+        validate(params)

@@ -87,7 +87,7 @@ def test_a_placement_that_never_ends_is_cut_off():
     from xrdsym.sources.synthetic import _generate_item
 
     root = Path(__file__).resolve().parents[1]
-    section = yaml.safe_load((root / "params.yaml").read_text())["download"]
+    section = yaml.safe_load((root / "params.yaml").read_text())["download"]["synthetic"]
     settings = SyntheticSettings(
         tuple(section["elements"]),
         section["max_species"],

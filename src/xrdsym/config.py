@@ -17,9 +17,17 @@ from pymatgen.analysis.diffraction.xrd import WAVELENGTHS
 from xrdsym.errors import ParamsError
 from xrdsym.symmetry import CRYSTAL_SYSTEMS
 
-SOURCES = ("synthetic",)
+SOURCES = ("synthetic", "cif_dir")
 MODELS = ("mobilenetv2",)
 IMAGE_METHODS = ("raster",)
+SYNTHETIC_KEYS = (
+    "elements",
+    "max_species",
+    "max_atoms",
+    "volume_factor",
+    "max_attempts",
+    "attempt_timeout_s",
+)
 # keras.applications.MobileNetV2 rejects inputs smaller than 32x32 pixels.
 MIN_IMAGE_SIZE = 32
 
@@ -113,15 +121,32 @@ def _fraction(key: str, value: Any) -> float:
     return value
 
 
+def _sources(value: Any) -> None:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names:
+        raise _fail("source", value, "must be a source name or a non-empty list of them")
+    for name in names:
+        _choice("source", name, SOURCES)
+    if len(set(names)) != len(names):
+        raise _fail("source", value, "lists a source twice")
+
+
 def _download(section: dict[str, Any]) -> None:
-    _integer("download.max_species", section["max_species"], minimum=1)
-    _integer("download.max_atoms", section["max_atoms"], minimum=1)
-    _integer("download.max_attempts", section["max_attempts"], minimum=1)
-    _number("download.volume_factor", section["volume_factor"], minimum=0, strict=True)
-    _number("download.attempt_timeout_s", section["attempt_timeout_s"], minimum=0, strict=True)
-    elements = section["elements"]
-    if not isinstance(elements, list) or len(elements) < section["max_species"]:
-        raise _fail("download.elements", elements, "needs at least max_species elements")
+    if not isinstance(section["cif_dir"], str) or not section["cif_dir"]:
+        raise _fail("download.cif_dir", section["cif_dir"], "must be a folder path")
+    synthetic = section["synthetic"]
+    key = "download.synthetic"
+    missing = [name for name in SYNTHETIC_KEYS if name not in synthetic]
+    if missing:
+        raise ParamsError(f"params.yaml: missing key '{key}.{missing[0]}'")
+    _integer(f"{key}.max_species", synthetic["max_species"], minimum=1)
+    _integer(f"{key}.max_atoms", synthetic["max_atoms"], minimum=1)
+    _integer(f"{key}.max_attempts", synthetic["max_attempts"], minimum=1)
+    _number(f"{key}.volume_factor", synthetic["volume_factor"], minimum=0, strict=True)
+    _number(f"{key}.attempt_timeout_s", synthetic["attempt_timeout_s"], minimum=0, strict=True)
+    elements = synthetic["elements"]
+    if not isinstance(elements, list) or len(elements) < synthetic["max_species"]:
+        raise _fail(f"{key}.elements", elements, "needs at least max_species elements")
 
 
 def _patterns(section: dict[str, Any]) -> None:
@@ -161,7 +186,7 @@ def _train(section: dict[str, Any]) -> None:
 _KEY_CHECKS: dict[str, Callable[[Any], None]] = {
     "seed": lambda v: _integer("seed", v, minimum=0),
     "classes": _classes,
-    "source": lambda v: _choice("source", v, SOURCES),
+    "source": _sources,
     "n_per_class": lambda v: _integer("n_per_class", v, minimum=1),
     "n_jobs": lambda v: _integer("n_jobs", v, minimum=1),
     "wavelength": _wavelength,

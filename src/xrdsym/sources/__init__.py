@@ -1,14 +1,15 @@
 """Sources of crystal structures: each yields structure records or rejects.
 
-A source is a function ``(classes, n_per_class, seed, n_jobs, settings) -> iterator`` whose items
-are :class:`StructureRecord` (a structure to keep) or :class:`Reject` (an item that failed, with
-its reason). New sources (Materials Project, a folder of CIFs) register in :data:`SOURCES`.
+A source is a generator of :class:`StructureRecord` (a structure to keep) or :class:`Reject`
+(an item that failed, with its reason); :func:`iter_source` picks one by name. A new source
+(the Materials Project, say) is one module here and one branch there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pymatgen.core import Structure
@@ -53,12 +54,26 @@ class Reject:
         return {"id": self.id, "stage": self.stage, "reason": self.reason}
 
 
-Source = Callable[..., Iterator[StructureRecord | Reject]]
+def iter_source(
+    name: str,
+    *,
+    classes: Sequence[str],
+    n_per_class: int,
+    seed: int,
+    n_jobs: int,
+    settings: dict[str, Any],
+) -> Iterator[StructureRecord | Reject]:
+    """Records (or rejects) from the source called ``name``, configured by ``settings``
+    (params' ``download`` section)."""
+    if name == "synthetic":
+        from xrdsym.sources.synthetic import SyntheticSettings, iter_synthetic
 
+        section = settings["synthetic"]
+        synthetic = SyntheticSettings(**{**section, "elements": tuple(section["elements"])})
+        yield from iter_synthetic(classes, n_per_class, seed, n_jobs, synthetic)
+    elif name == "cif_dir":
+        from xrdsym.sources.cif_dir import iter_cif_dir
 
-def get_source(name: str) -> Source:
-    """The source function registered under ``name``."""
-    from xrdsym.sources.synthetic import iter_synthetic
-
-    sources: dict[str, Source] = {"synthetic": iter_synthetic}
-    return sources[name]
+        yield from iter_cif_dir(Path(settings["cif_dir"]), n_jobs)
+    else:
+        raise ValueError(f"unknown source {name!r}")
