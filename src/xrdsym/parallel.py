@@ -13,7 +13,7 @@ R = TypeVar("R")
 
 # Items per task sent to a worker: large enough to amortise pickling, small enough that the
 # progress bar moves and the cores stay evenly loaded.
-CHUNK_SIZE = 8
+CHUNK_SIZE = 4
 
 
 def parallel_map(

@@ -36,7 +36,7 @@ def run(params: dict[str, Any], out_dir: Path, metrics_path: Path) -> None:
             (rejects if isinstance(item, Reject) else records).append(item)
     read = Counter(record.source for record in records)
     unreadable = len(rejects)
-    kept, duplicates = remove_duplicates(records)
+    kept, duplicates = remove_duplicates(records, params["n_jobs"])
     rejects += duplicates
     kept_per_source = Counter(record.source for record in kept)
 
