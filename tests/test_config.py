@@ -35,7 +35,7 @@ def test_every_stage_reads_exactly_what_dvc_yaml_declares():
 
 def test_a_stage_sees_only_its_keys(params):
     selected = stage_params(params, images.PARAMS)
-    assert set(selected) == {"images"}
+    assert set(selected) == {"model", "images"}
     with pytest.raises(KeyError):
         selected["sigma"]
 
@@ -57,10 +57,12 @@ def test_a_stage_sees_only_its_keys(params):
         ({"source": "materials_project"}, "source='materials_project'"),
         ({"source": ["cif_dir", "cif_dir"]}, "lists a source twice"),
         ({"source": []}, "source=[]"),
+        ({"train": {"class_weight": "inverse"}}, "train.class_weight='inverse'"),
     ],
 )
 def test_invalid_params_name_the_key_and_value(params, change, message):
-    params.update(change)
+    for key, value in change.items():
+        params[key] = {**params[key], **value} if isinstance(value, dict) else value
     with pytest.raises(ParamsError) as error:
         validate(params)
     assert message in str(error.value)

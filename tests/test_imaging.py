@@ -1,7 +1,14 @@
 import matplotlib
 import numpy as np
 
-from xrdsym.imaging import colorize, pattern_image, raster, read_image_split, write_png
+from xrdsym.imaging import (
+    colorize,
+    image_file_name,
+    pattern_image,
+    raster,
+    read_image_split,
+    write_png,
+)
 
 
 def test_raster_lays_the_pattern_out_row_by_row():
@@ -35,8 +42,10 @@ def test_png_round_trip_and_split_reader(tmp_path):
         folder = tmp_path / "train" / system
         folder.mkdir(parents=True)
         image = pattern_image(np.linspace(0, 1, 100) ** (i + 1), 32, "viridis")
-        write_png(folder / f"id{i}.png", image)
+        write_png(folder / image_file_name(f"sub/id{i}.cif#2"), image)
         images[system] = image
     x, y, ids = read_image_split(tmp_path, "train", classes)
-    assert x.shape == (2, 32, 32, 3) and list(y) == [0, 1] and ids == ["id0", "id1"]
+    # Ids that hold a path (cif_dir) make one file each and are read back exactly.
+    assert x.shape == (2, 32, 32, 3) and list(y) == [0, 1]
+    assert ids == ["sub/id0.cif#2", "sub/id1.cif#2"]
     assert np.array_equal(x[0], images["cubic"])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from xrdsym.errors import XrdsymError
-from xrdsym.models import build_mobilenetv2
+from xrdsym.models import build_cnn1d, build_mobilenetv2, build_model
 
 
 def test_mobilenetv2_with_a_new_head_all_layers_trainable():
@@ -50,3 +50,18 @@ def test_batchnorm_momentum_is_applied_everywhere():
         layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)
     ]
     assert norms and all(layer.momentum == 0.8 for layer in norms)
+
+
+def test_cnn1d_reads_a_pattern_and_gives_probabilities():
+    model = build_cnn1d(4501, 7, dropout=0.3)
+    assert model.input_shape == (None, 4501, 1) and model.output_shape == (None, 7)
+    probabilities = model.predict(np.random.default_rng(0).random((3, 4501, 1)), verbose=0)
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+
+def test_build_model_dispatches_on_the_name():
+    settings = {"weights": None, "alpha": 0.35, "dropout": 0.1, "batchnorm_momentum": 0.9}
+    assert build_model("cnn1d", (901, 1), 3, settings).name == "cnn1d_crystal_system"
+    assert build_model("mobilenetv2", (32, 32, 3), 3, settings).output_shape == (None, 3)
+    with pytest.raises(XrdsymError, match="unknown model"):
+        build_model("resnet", (32, 32, 3), 3, settings)

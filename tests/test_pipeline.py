@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pymatgen.core import Lattice, Structure
 
 ROOT = Path(__file__).resolve().parents[1]
 # Outputs of a previous run in the source tree; the copy starts without them.
@@ -47,7 +48,7 @@ def _run(repo: Path, *command: str) -> str:
 
 
 @pytest.mark.slow
-def test_repro_then_nothing_then_sigma_sweep(tmp_path):
+def test_repro_then_nothing_then_sigma_sweep_then_1d_model(tmp_path):
     repo = tmp_path / "repo"
     _copy_repo(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -66,7 +67,15 @@ def test_repro_then_nothing_then_sigma_sweep(tmp_path):
     metrics = json.loads((repo / "metrics" / "metrics.json").read_text())
     assert 0 <= metrics["accuracy"] <= 1 and metrics["n_test"] > 0
     assert set(metrics["per_class"]) == set(params["classes"])
-    for figure in ["confusion.png", "class_balance.png", "example_pattern.png", "confusion.csv"]:
+    assert 0 <= metrics["calibration"]["ece"] <= 1 and metrics["calibration"]["temperature"] > 0
+    for figure in [
+        "confusion.png",
+        "class_balance.png",
+        "example_pattern.png",
+        "confusion.csv",
+        "calibration.png",
+        "accuracy_coverage.csv",
+    ]:
         assert (repo / "plots" / "evaluate" / figure).stat().st_size > 0
     assert (repo / "metrics" / "train" / "plots" / "metrics" / "train" / "loss.tsv").exists()
     meta = json.loads((repo / "models" / "model.json").read_text())
@@ -90,3 +99,23 @@ def test_repro_then_nothing_then_sigma_sweep(tmp_path):
     assert "accuracy" in diff["metrics/metrics.json"]
     assert "n_patterns" in diff["metrics/patterns.json"]
     assert "train.loss" in diff["metrics/train/metrics.json"]
+
+    # The 1D model reads the patterns: the patterns are reused, no image is drawn.
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "sigma 3")
+    one_d = _run(repo, "dvc", "exp", "run", "-S", "model=cnn1d")
+    assert "Running stage 'patterns'" not in one_d
+    for stage in ["images", "train", "evaluate"]:
+        assert f"Running stage '{stage}'" in one_d
+    assert not list((repo / "data" / "images").rglob("*.png"))
+    meta = json.loads((repo / "models" / "model.json").read_text())
+    assert meta["model"] == "cnn1d" and meta["input"] == "pattern"
+    metrics = json.loads((repo / "metrics" / "metrics.json").read_text())
+    assert metrics["n_test"] > 0 and 0 <= metrics["accuracy"] <= 1
+
+    # `xrdsym predict` finds the model the pipeline trained and classifies a structure with it.
+    Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    ).to(filename=str(repo / "nacl.cif"))
+    answer = _run(repo, "xrdsym", "predict", "nacl.cif", "--top-k", "7")
+    assert "trained by the pipeline" in answer and "nacl.cif\tstructure" in answer

@@ -3,6 +3,7 @@ import numpy as np
 from dvclive import Live
 
 from xrdsym.models import build_mobilenetv2
+from xrdsym.stages.train import class_weights
 from xrdsym.training import TrainSettings, fit
 
 
@@ -23,3 +24,12 @@ def test_fit_lowers_the_loss_and_logs_every_epoch(tmp_path):
     assert losses[-1] < losses[0]
     assert 1 <= result.best_epoch <= 4 and result.seconds > 0
     assert (tmp_path / "live/plots/metrics/val/accuracy.tsv").exists()
+
+
+def test_balanced_class_weights_equalise_the_classes():
+    labels = np.array([0] * 6 + [1] * 2)
+    weights = class_weights(labels, 3, "balanced")
+    # Each present class's weights sum to the same total; an absent class weighs 1.
+    assert weights[0] * 6 == weights[1] * 2 == len(labels) / 2
+    assert weights[2] == 1.0
+    assert class_weights(labels, 3, "none") is None

@@ -43,13 +43,115 @@ def _train(args: argparse.Namespace) -> None:
     from xrdsym.stages import train
 
     params = stage_params(load_params(args.params), train.PARAMS)
-    train.run(params, args.images, args.out, args.live)
+    train.run(params, args.images, args.patterns, args.out, args.live)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     from xrdsym.stages import evaluate
 
     evaluate.run(args.model, args.images, args.patterns, args.metrics, args.plots)
+
+
+def _model_dir(given: Path | None) -> tuple[Path, str]:
+    """The model to use and where it came from: --model, else the one shipped with xrdsym,
+    else the one the pipeline last trained (models/ here)."""
+    if given is not None:
+        return given, "given with --model"
+    shipped = Path(__file__).parent / "shipped_model"
+    if (shipped / "model.json").exists():
+        return shipped, "shipped with xrdsym"
+    if Path("models/model.json").exists():
+        return Path("models"), "trained by the pipeline in this folder"
+    raise XrdsymError(
+        "no model: give --model DIR, or train one here with `dvc repro` (writes models/)"
+    )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """Exit status 1 if any file failed (the others are still classified)."""
+    import pandas as pd
+
+    from xrdsym.io import write_json, write_table
+    from xrdsym.measured import parse_wavelength
+    from xrdsym.prediction import BACKGROUNDS, find_inputs, load_classifier, predict_files
+
+    if args.top_k < 1:
+        raise XrdsymError(f"--top-k {args.top_k}: must be at least 1")
+    if args.background not in BACKGROUNDS:
+        raise XrdsymError(f"--background {args.background}: must be one of {BACKGROUNDS}")
+    wavelength = parse_wavelength(args.wavelength) if args.wavelength is not None else None
+    model_dir, origin = _model_dir(args.model)
+    classifier = load_classifier(model_dir)
+    print(f"model: {model_dir} ({origin}), {classifier.meta['model']}", file=sys.stderr)
+    files, skipped = find_inputs(args.inputs)
+    if skipped:
+        print(f"skipped {len(skipped)} files of other types, e.g. {skipped[0]}", file=sys.stderr)
+    predictions, failures = predict_files(
+        classifier,
+        files,
+        wavelength=wavelength,
+        background=args.background,
+        smooth=args.smooth,
+        k=args.top_k,
+    )
+    grid = classifier.grid
+    for prediction in predictions:
+        if prediction.covered_fraction < 0.999:
+            print(
+                f"warning: {prediction.source}: covers {prediction.covered_fraction:.0%} of the "
+                f"model's 2θ range {grid.start:g}-{grid.stop:g} degrees at "
+                f"{classifier.wavelength:.4f} Å; the rest is treated as no peaks",
+                file=sys.stderr,
+            )
+    rows = [
+        {
+            "source": p.source,
+            "kind": p.kind,
+            "wavelength_angstrom": round(p.wavelength, 6),
+            "covered_fraction": round(p.covered_fraction, 4),
+            "predictions": [
+                {"crystal_system": name, "probability": round(prob, 4)} for name, prob in p.top
+            ],
+        }
+        for p in predictions
+    ]
+    if args.json:
+        write_json(args.json, {"model": str(model_dir), "patterns": rows, "failed": failures})
+    elif args.csv:
+        flat = []
+        for row in rows:
+            ranked = {}
+            for rank, item in enumerate(row["predictions"], start=1):
+                ranked[f"class_{rank}"] = item["crystal_system"]
+                ranked[f"probability_{rank}"] = item["probability"]
+            flat.append({k: v for k, v in row.items() if k != "predictions"} | ranked)
+        write_table(args.csv, pd.DataFrame(flat))
+    else:
+        print(_prediction_table(rows))
+    if args.plot:
+        from xrdsym.plots import plot_predictions
+
+        plot_predictions(grid.values, predictions, classifier.classes, args.plot)
+    if failures:
+        print(f"failed: {len(failures)} of {len(files)} files", file=sys.stderr)
+        for source, reason in failures:
+            print(f"  {source}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _prediction_table(rows: list[dict]) -> str:
+    lines = []
+    for row in rows:
+        ranked = "  ".join(
+            f"{item['crystal_system']} {item['probability']:.2f}" for item in row["predictions"]
+        )
+        lines.append(
+            f"{row['source']}\t{row['kind']}\t{row['wavelength_angstrom']:.4f} Å\t"
+            f"{row['covered_fraction']:.0%}\t{ranked}"
+        )
+    header = "file\tkind\twavelength\tcovered\tcrystal system (calibrated probability)"
+    return "\n".join([header, *lines])
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -89,8 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--patterns", type=Path, default=Path("data/patterns"))
     sub.add_argument("--out", type=Path, default=Path("data/images"))
 
-    sub = stage("train", "train the classifier on the training images", _train)
+    sub = stage("train", "train the classifier on the training split", _train)
     sub.add_argument("--images", type=Path, default=Path("data/images"))
+    sub.add_argument("--patterns", type=Path, default=Path("data/patterns"))
     sub.add_argument("--out", type=Path, default=Path("models"))
     sub.add_argument("--live", type=Path, default=Path("metrics/train"), help="DVCLive folder")
 
@@ -101,6 +204,56 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--metrics", type=Path, default=Path("metrics/metrics.json"))
     sub.add_argument("--plots", type=Path, default=Path("plots/evaluate"))
 
+    sub = commands.add_parser(
+        "predict",
+        help="classify measured patterns or CIF structures with a trained model",
+        description="Classify powder patterns from diffractometer files (.xy .xye .dat .csv "
+        ".txt .xrdml, CIF powder data) or CIF structures (simulated first) with a trained "
+        "model. Angles are converted to the model's wavelength through Bragg's law and "
+        "resampled onto its 2θ grid; probabilities are calibrated.",
+        epilog="example: xrdsym predict scans/quartz.xy --wavelength CuKa --top-k 3 "
+        "--plot quartz.png",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub.set_defaults(handler=_predict)
+    sub.add_argument(
+        "inputs", nargs="+", type=Path, metavar="FILE_OR_FOLDER", help="files or folders"
+    )
+    sub.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model directory written by the train stage (default: the model shipped with "
+        "xrdsym if any, else ./models)",
+    )
+    sub.add_argument(
+        "--wavelength",
+        default=None,
+        metavar="W",
+        help="wavelength of files that do not state theirs: Å (1.5406) or an anode (CuKa, "
+        "MoKa, CoKa, ...)",
+    )
+    sub.add_argument("--top-k", type=int, default=3, metavar="K", help="classes shown")
+    outputs = sub.add_mutually_exclusive_group()
+    outputs.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON")
+    outputs.add_argument("--csv", type=Path, metavar="OUT", help="write the results as CSV")
+    sub.add_argument(
+        "--plot", type=Path, metavar="OUT.png", help="draw the patterns and probabilities"
+    )
+    sub.add_argument(
+        "--background",
+        default="snip",
+        help="background removal before classification: snip (pybaselines SNIP, 3 degree "
+        "window) or none",
+    )
+    sub.add_argument(
+        "--smooth",
+        type=float,
+        default=0.0,
+        metavar="POINTS",
+        help="extra Gaussian smoothing, σ in grid points of the model (0: none)",
+    )
+
     sub = stage("report", "print the test metrics as the paper's table", _report, False)
     sub.add_argument("--metrics", type=Path, default=Path("metrics/metrics.json"))
     return parser
@@ -109,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
+        status = args.handler(args)
     except XrdsymError as exc:
         print(f"xrdsym {args.command}: error: {exc}", file=sys.stderr)
         return 1
@@ -120,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

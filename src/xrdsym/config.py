@@ -18,7 +18,10 @@ from xrdsym.errors import ParamsError
 from xrdsym.symmetry import CRYSTAL_SYSTEMS
 
 SOURCES = ("synthetic", "cif_dir")
-MODELS = ("mobilenetv2",)
+# Each model and what it reads: "image" (square RGB images from the images stage) or
+# "pattern" (the normalised 1D pattern itself, one channel).
+MODEL_INPUTS = {"mobilenetv2": "image", "cnn1d": "pattern"}
+CLASS_WEIGHTS = ("none", "balanced")
 IMAGE_METHODS = ("raster",)
 SYNTHETIC_KEYS = (
     "elements",
@@ -178,6 +181,7 @@ def _train(section: dict[str, Any]) -> None:
     momentum = _number("train.batchnorm_momentum", section["batchnorm_momentum"], minimum=0)
     if momentum >= 1:
         raise _fail("train.batchnorm_momentum", momentum, "must be in [0, 1)")
+    _choice("train.class_weight", section["class_weight"], CLASS_WEIGHTS)
     dropout = _number("train.dropout", section["dropout"], minimum=0)
     if dropout >= 1:
         raise _fail("train.dropout", dropout, "must be in [0, 1)")
@@ -191,7 +195,7 @@ _KEY_CHECKS: dict[str, Callable[[Any], None]] = {
     "n_jobs": lambda v: _integer("n_jobs", v, minimum=1),
     "wavelength": _wavelength,
     "sigma": lambda v: _number("sigma", v, minimum=0, strict=True),
-    "model": lambda v: _choice("model", v, MODELS),
+    "model": lambda v: _choice("model", v, MODEL_INPUTS),
 }
 _SECTION_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "download": _download,

@@ -83,11 +83,15 @@ def smooth_and_normalise(sticks: np.ndarray, sigma: float) -> np.ndarray:
     Raises ValueError for a pattern with no intensity, which has nothing to normalise.
     """
     # mode="constant": intensity beyond the range is zero, not a mirror image of the edge.
-    smoothed = gaussian_filter1d(np.asarray(sticks, dtype=float), sigma, mode="constant")
-    low, high = smoothed.min(), smoothed.max()
+    return normalise(gaussian_filter1d(np.asarray(sticks, dtype=float), sigma, mode="constant"))
+
+
+def normalise(intensities: np.ndarray) -> np.ndarray:
+    """Rescale to [0, 1] (float32); ValueError for a pattern with no intensity."""
+    low, high = intensities.min(), intensities.max()
     if high <= low:
         raise ValueError("no diffraction peaks in the 2θ range")
-    return ((smoothed - low) / (high - low)).astype(np.float32)
+    return ((intensities - low) / (high - low)).astype(np.float32)
 
 
 def pattern_from_structure(

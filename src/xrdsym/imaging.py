@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import matplotlib
 import numpy as np
@@ -39,6 +40,12 @@ def pattern_image(intensities: np.ndarray, size: int, colormap: str) -> np.ndarr
     return colorize(raster(intensities, size), colormap)
 
 
+def image_file_name(record_id: str) -> str:
+    """The PNG file name of a record: its id percent-encoded, so that ids holding a path
+    (``cif_dir`` ids such as ``sub/x.cif``) stay one file and can be read back exactly."""
+    return quote(record_id, safe="") + ".png"
+
+
 def write_png(path: Path, image: np.ndarray) -> None:
     """Write an RGB uint8 image as PNG, pixel for pixel."""
     Image.fromarray(image, mode="RGB").save(path, format="PNG")
@@ -57,7 +64,7 @@ def read_image_split(
         for path in sorted((images_dir / split / crystal_system).glob("*.png")):
             images.append(np.asarray(Image.open(path).convert("RGB")))
             labels.append(label)
-            ids.append(path.stem)
+            ids.append(unquote(path.stem))
     if not images:
         raise XrdsymError(f"{images_dir / split}: no images of the classes {', '.join(classes)}")
     return np.stack(images), np.asarray(labels), ids

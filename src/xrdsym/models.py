@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
+from xrdsym.config import MODEL_INPUTS
 from xrdsym.errors import XrdsymError
+
+CNN1D_BLOCKS = ((16, 21, 2), (32, 11, 1), (64, 7, 1), (64, 5, 1), (128, 3, 1), (128, 3, 1))
 
 
 def build_mobilenetv2(
@@ -58,3 +63,51 @@ def build_mobilenetv2(
     x = keras.layers.Dropout(dropout)(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="crystal_system")(x)
     return keras.Model(inputs, outputs, name="mobilenetv2_crystal_system")
+
+
+def build_cnn1d(n_points: int, n_classes: int, *, dropout: float) -> keras.Model:
+    """A 1D CNN on the pattern vector, after Park et al. (IUCrJ 2017): wide convolutions and
+    max pooling down the 2θ axis, then dense layers over the flattened feature map.
+
+    Flattening (rather than global pooling) keeps where along 2θ each feature sits: the
+    crystal system is written in the positions of the peaks relative to each other.
+
+    Args:
+        n_points: grid points of the pattern (the input is n_points x 1, values in [0, 1]).
+        n_classes: number of output classes (softmax).
+        dropout: dropout rate before each dense layer.
+    """
+    inputs = keras.Input(shape=(n_points, 1), name="pattern")
+    x = inputs
+    # (filters, kernel width, stride): wide first, so that a first-layer unit sees a whole
+    # broadened peak; each block then halves the length again by pooling.
+    for filters, width, stride in CNN1D_BLOCKS:
+        x = keras.layers.Conv1D(filters, width, stride, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.Activation("relu")(x)
+        x = keras.layers.MaxPooling1D(2)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dropout(dropout)(x)
+    x = keras.layers.Dense(256, activation="relu")(x)
+    x = keras.layers.Dropout(dropout)(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="crystal_system")(x)
+    return keras.Model(inputs, outputs, name="cnn1d_crystal_system")
+
+
+def build_model(
+    name: str, input_shape: tuple[int, ...], n_classes: int, settings: dict[str, Any]
+) -> keras.Model:
+    """The classifier ``name`` (a key of MODEL_INPUTS) for inputs of ``input_shape`` (without
+    the batch axis), configured by the ``train`` params section ``settings``."""
+    if name == "mobilenetv2":
+        return build_mobilenetv2(
+            input_shape[0],
+            n_classes,
+            weights=settings["weights"],
+            alpha=settings["alpha"],
+            dropout=settings["dropout"],
+            batchnorm_momentum=settings["batchnorm_momentum"],
+        )
+    if name == "cnn1d":
+        return build_cnn1d(input_shape[0], n_classes, dropout=settings["dropout"])
+    raise XrdsymError(f"unknown model {name!r}; known: {', '.join(MODEL_INPUTS)}")

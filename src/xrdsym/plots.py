@@ -41,9 +41,14 @@ def plot_class_balance(counts: pd.Series, path: str | Path) -> None:
 
 
 def plot_example(
-    two_theta: np.ndarray, intensities: np.ndarray, image: np.ndarray, title: str, path: str | Path
+    two_theta: np.ndarray,
+    intensities: np.ndarray,
+    model_input: np.ndarray,
+    title: str,
+    path: str | Path,
 ) -> None:
-    """One pattern against 2θ beside the square image the classifier sees."""
+    """One pattern against 2θ beside what the classifier sees: its square image (an RGB
+    array), or for a 1D model the pattern vector itself (points x 1) as a strip."""
     figure, (curve, picture) = plt.subplots(
         1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2.2, 1]}
     )
@@ -51,9 +56,31 @@ def plot_example(
     curve.set_xlabel("2θ (degrees)")
     curve.set_ylabel("normalised intensity")
     curve.set_title(title)
-    picture.imshow(image, interpolation="nearest")
-    picture.set_title(f"image, {image.shape[0]}×{image.shape[1]} px")
+    if model_input.ndim == 3:
+        picture.imshow(model_input, interpolation="nearest")
+        picture.set_title(f"image, {model_input.shape[0]}×{model_input.shape[1]} px")
+    else:
+        picture.imshow(model_input.T, aspect="auto", interpolation="nearest", cmap="viridis")
+        picture.set_title(f"1D input, {model_input.shape[0]} points")
     picture.axis("off")
+    _save(figure, path)
+
+
+def plot_calibration(reliability: pd.DataFrame, coverage: pd.DataFrame, path: str | Path) -> None:
+    """Reliability diagram (accuracy against confidence per bin) beside accuracy against
+    coverage (accuracy on the patterns at least as confident as a threshold)."""
+    figure, (diagram, curve) = plt.subplots(1, 2, figsize=(11, 4.2))
+    diagram.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="perfect calibration")
+    diagram.plot(reliability["confidence"], reliability["accuracy"], "o-", label="model")
+    diagram.set_xlabel("confidence (calibrated)")
+    diagram.set_ylabel("accuracy")
+    diagram.set_title("Reliability (test split)")
+    diagram.legend(loc="upper left")
+    curve.plot(coverage["coverage"], coverage["accuracy"])
+    curve.set_xlabel("coverage (fraction of patterns kept)")
+    curve.set_ylabel("accuracy on the patterns kept")
+    curve.set_title("Accuracy against coverage (test split)")
+    curve.set_xlim(0, 1)
     _save(figure, path)
 
 
@@ -64,4 +91,38 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | Path)
         ax=axes, cmap="Blues", xticks_rotation=40, colorbar=False
     )
     axes.set_title("Confusion matrix (test split)")
+    _save(figure, path)
+
+
+# Rows drawn by plot_predictions; more patterns would make an unreadable figure.
+MAX_PLOTTED = 10
+
+
+def plot_predictions(
+    two_theta: np.ndarray, predictions: Sequence, classes: Sequence[str], path: str | Path
+) -> None:
+    """Per pattern (at most MAX_PLOTTED): the pattern as the model saw it, on its 2θ grid,
+    beside its calibrated class probabilities."""
+    shown = list(predictions)[:MAX_PLOTTED]
+    if not shown:
+        return
+    figure, axes = plt.subplots(
+        len(shown),
+        2,
+        figsize=(11, 2.6 * len(shown)),
+        gridspec_kw={"width_ratios": [2.2, 1]},
+        squeeze=False,
+    )
+    for (curve, bars), prediction in zip(axes, shown, strict=True):
+        curve.plot(two_theta, prediction.intensities, lw=0.8)
+        curve.set_xlabel("2θ at the model's wavelength (degrees)")
+        curve.set_ylabel("normalised")
+        curve.set_title(Path(prediction.source).name, fontsize=9)
+        bars.barh(list(classes), prediction.probabilities, color="tab:blue")
+        bars.set_xlim(0, 1)
+        bars.set_xlabel("calibrated probability")
+        bars.invert_yaxis()
+    if len(predictions) > MAX_PLOTTED:
+        figure.suptitle(f"first {MAX_PLOTTED} of {len(predictions)} patterns")
+    figure.tight_layout()
     _save(figure, path)

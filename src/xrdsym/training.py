@@ -35,12 +35,14 @@ class DVCLiveLogger(keras.callbacks.Callback):
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Optimisation settings: epochs, batch size, Adam learning rate, early-stopping patience."""
+    """Optimisation settings: epochs, batch size, Adam learning rate, early-stopping patience,
+    and per-class loss weights (None: every class weighs 1)."""
 
     epochs: int
     batch_size: int
     learning_rate: float
     patience: int
+    class_weight: dict[int, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ def fit(
         validation_data=val,
         epochs=settings.epochs,
         batch_size=settings.batch_size,
+        class_weight=settings.class_weight,
         callbacks=[DVCLiveLogger(live), stopping],
         verbose=2,
     )

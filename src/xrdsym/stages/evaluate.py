@@ -2,39 +2,55 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 
+from xrdsym.calibration import (
+    accuracy_coverage,
+    apply_temperature,
+    expected_calibration_error,
+    negative_log_likelihood,
+    reliability_table,
+)
 from xrdsym.evaluation import classification_metrics, confusion
-from xrdsym.imaging import pattern_image, read_image_split
+from xrdsym.inputs import model_inputs, read_split
 from xrdsym.io import write_json, write_table
-from xrdsym.plots import plot_class_balance, plot_confusion, plot_example
+from xrdsym.plots import plot_calibration, plot_class_balance, plot_confusion, plot_example
+from xrdsym.prediction import PREDICT_BATCH, load_classifier
 from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, TWO_THETA_FILE
-from xrdsym.stages.train import META_FILE, MODEL_FILE
 
 PARAMS: tuple[str, ...] = ()
-# Patterns per predict call: bounds memory, whatever the size of the test split.
-PREDICT_BATCH = 64
 
 
 def run(
     model_dir: Path, images_dir: Path, patterns_dir: Path, metrics_path: Path, plots_dir: Path
 ) -> None:
-    """Write the metrics JSON, the confusion matrix (CSV for DVC, PNG) and the paper's figures."""
-    meta = json.loads((model_dir / META_FILE).read_text())
-    classes = meta["classes"]
-    model = keras.saving.load_model(model_dir / MODEL_FILE)
-    images, y_true, ids = read_image_split(images_dir, "test", classes)
-    probabilities = model.predict(images, batch_size=PREDICT_BATCH, verbose=0)
+    """Write the metrics JSON, the confusion matrix (CSV for DVC, PNG), the calibration
+    figures (reliability, accuracy against coverage) and the paper's figures."""
+    classifier = load_classifier(model_dir)
+    meta, classes, model = classifier.meta, classifier.classes, classifier.model
+    inputs, y_true, ids = read_split(meta["input"], images_dir, patterns_dir, "test", classes)
+    raw = model.predict(inputs, batch_size=PREDICT_BATCH, verbose=0)
+    probabilities = apply_temperature(raw, meta["temperature"])
     y_pred = np.argmax(probabilities, axis=1)
 
     metrics = classification_metrics(y_true, y_pred, classes)
+    metrics["calibration"] = {
+        "temperature": meta["temperature"],
+        "ece": expected_calibration_error(probabilities, y_true),
+        "ece_uncalibrated": expected_calibration_error(raw, y_true),
+        "nll": negative_log_likelihood(probabilities, y_true),
+        "nll_uncalibrated": negative_log_likelihood(raw, y_true),
+    }
     write_json(metrics_path, metrics)
     plots_dir.mkdir(parents=True, exist_ok=True)
+    coverage = accuracy_coverage(probabilities, y_true)
+    reliability = reliability_table(probabilities, y_true)
+    write_table(plots_dir / "accuracy_coverage.csv", coverage)
+    write_table(plots_dir / "reliability.csv", reliability)
+    plot_calibration(reliability, coverage, plots_dir / "calibration.png")
     names = np.asarray(classes)
     write_table(
         plots_dir / "confusion.csv",
@@ -42,7 +58,7 @@ def run(
     )
     plot_confusion(confusion(y_true, y_pred, len(classes)), classes, plots_dir / "confusion.png")
 
-    index = pd.read_csv(patterns_dir / INDEX_FILE)
+    index = pd.read_csv(patterns_dir / INDEX_FILE, dtype={"id": str})
     counts = index["crystal_system"].value_counts().reindex(classes, fill_value=0)
     write_table(
         plots_dir / "class_balance.csv",
@@ -57,11 +73,12 @@ def run(
     plot_example(
         np.load(patterns_dir / TWO_THETA_FILE),
         patterns[example],
-        pattern_image(patterns[example], image_settings["size"], image_settings["colormap"]),
+        model_inputs(patterns[example : example + 1], meta["input"], image_settings)[0],
         f"{row.formula} ({row.crystal_system}, space group {row.space_group})",
         plots_dir / "example_pattern.png",
     )
     print(
-        f"evaluate: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
-        f"on {metrics['n_test']} test patterns -> {metrics_path}"
+        f"evaluate: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
+        f"ECE {metrics['calibration']['ece']:.3f} on {metrics['n_test']} test patterns "
+        f"-> {metrics_path}"
     )

@@ -1,55 +1,80 @@
-"""Stage 4, train: fine-tune MobileNetV2 on the training images, choose by validation loss."""
+"""Stage 4, train: fit the classifier on the training split, choose the epoch by validation
+loss, calibrate its probabilities on the validation split, save a self-describing model."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 from dvclive import Live
+from sklearn.utils.class_weight import compute_class_weight
 
 from xrdsym import __version__
-from xrdsym.imaging import read_image_split
+from xrdsym.calibration import apply_temperature, fit_temperature, negative_log_likelihood
+from xrdsym.config import MODEL_INPUTS
+from xrdsym.inputs import read_split
 from xrdsym.io import atomic_path, write_json
-from xrdsym.models import build_mobilenetv2
+from xrdsym.models import build_model
+from xrdsym.prediction import META_FILE, MODEL_FILE, MODEL_FORMAT
 from xrdsym.stages.images import SETTINGS_FILE as IMAGE_SETTINGS_FILE
+from xrdsym.stages.patterns import SETTINGS_FILE as PATTERN_SETTINGS_FILE
 from xrdsym.training import TrainSettings, fit
 
 PARAMS = ("seed", "classes", "model", "train")
-MODEL_FILE = "model.keras"
-META_FILE = "model.json"
 
 
-def run(params: dict[str, Any], images_dir: Path, model_dir: Path, live_dir: Path) -> None:
-    """Write ``model_dir/model.keras`` and ``model_dir/model.json`` (what preprocessing and
-    classes the model expects); log per-epoch loss and accuracy with DVCLive in ``live_dir``."""
+def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> dict[int, float] | None:
+    """Per-class loss weights: ``balanced`` weighs each class by n / (classes * its count), so
+    that every class counts as much in the loss; ``none`` gives None (all weights 1)."""
+    if mode == "none":
+        return None
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    return {int(c): float(w) for c, w in zip(present, weights, strict=True)} | {
+        c: 1.0 for c in range(n_classes) if c not in present
+    }
+
+
+def run(
+    params: dict[str, Any],
+    images_dir: Path,
+    patterns_dir: Path,
+    model_dir: Path,
+    live_dir: Path,
+) -> None:
+    """Write ``model_dir/model.keras`` and ``model_dir/model.json`` (classes, preprocessing,
+    calibration temperature); log per-epoch loss and accuracy with DVCLive in ``live_dir``."""
     section = params["train"]
     classes = list(params["classes"])
+    input_kind = MODEL_INPUTS[params["model"]]
     keras.utils.set_random_seed(params["seed"])
-    preprocessing = json.loads((images_dir / IMAGE_SETTINGS_FILE).read_text())
-    x_train, y_train, _ = read_image_split(images_dir, "train", classes)
-    x_val, y_val, _ = read_image_split(images_dir, "val", classes)
-    model = build_mobilenetv2(
-        preprocessing["image"]["size"],
-        len(classes),
-        weights=section["weights"],
-        alpha=section["alpha"],
-        dropout=section["dropout"],
-        batchnorm_momentum=section["batchnorm_momentum"],
-    )
+    pattern_settings = json.loads((patterns_dir / PATTERN_SETTINGS_FILE).read_text())
+    image_settings = None
+    if input_kind == "image":
+        image_settings = json.loads((images_dir / IMAGE_SETTINGS_FILE).read_text())["image"]
+    x_train, y_train, _ = read_split(input_kind, images_dir, patterns_dir, "train", classes)
+    x_val, y_val, _ = read_split(input_kind, images_dir, patterns_dir, "val", classes)
+    model = build_model(params["model"], x_train.shape[1:], len(classes), section)
     settings = TrainSettings(
         epochs=section["epochs"],
         batch_size=section["batch_size"],
         learning_rate=section["learning_rate"],
         patience=section["patience"],
+        class_weight=class_weights(y_train, len(classes), section["class_weight"]),
     )
     print(
-        f"train: {len(x_train)} training and {len(x_val)} validation images, "
-        f"{model.count_params():,} parameters, Keras backend {keras.backend.backend()}"
+        f"train: {params['model']} on {len(x_train)} training and {len(x_val)} validation "
+        f"{input_kind}s, {model.count_params():,} parameters, "
+        f"Keras backend {keras.backend.backend()}"
     )
     with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
         result = fit(model, (x_train, y_train), (x_val, y_val), settings, live)
+        val_probabilities = model.predict(x_val, batch_size=settings.batch_size, verbose=0)
+        temperature = fit_temperature(val_probabilities, y_val)
         # DVCLive's summary holds the last epoch; record which epoch's weights were kept.
         live.summary["best_epoch"] = result.best_epoch
         live.summary["best_val_loss"] = result.best_val_loss
@@ -57,12 +82,23 @@ def run(params: dict[str, Any], images_dir: Path, model_dir: Path, live_dir: Pat
         live.summary["train_seconds"] = round(result.seconds, 1)
         live.summary["n_train"] = len(x_train)
         live.summary["n_val"] = len(x_val)
+        live.summary["temperature"] = round(temperature, 4)
+        live.summary["val_nll_calibrated"] = negative_log_likelihood(
+            apply_temperature(val_probabilities, temperature), y_val
+        )
     meta = {
+        "format": MODEL_FORMAT,
         "xrdsym_version": __version__,
         "model": params["model"],
+        "input": input_kind,
         "classes": classes,
-        "preprocessing": preprocessing,
+        "preprocessing": {"pattern": pattern_settings, "image": image_settings},
+        "temperature": temperature,
         "train": section,
+        # Identifies the run's settings: the train stage's params and the preprocessing.
+        "params_hash": hashlib.sha256(
+            json.dumps([params, pattern_settings, image_settings], sort_keys=True).encode()
+        ).hexdigest()[:16],
         "keras_backend": keras.backend.backend(),
     }
     with atomic_path(model_dir) as tmp:
@@ -71,5 +107,6 @@ def run(params: dict[str, Any], images_dir: Path, model_dir: Path, live_dir: Pat
         write_json(tmp / META_FILE, meta)
     print(
         f"train: {result.seconds:.0f} s, kept epoch {result.best_epoch} of {result.epochs_run} "
-        f"(validation loss {result.best_val_loss:.3f}) -> {model_dir}"
+        f"(validation loss {result.best_val_loss:.3f}), temperature {temperature:.2f} "
+        f"-> {model_dir}"
     )

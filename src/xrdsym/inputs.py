@@ -1,0 +1,60 @@
+"""What a model reads: images (the paper's MobileNetV2) or the 1D pattern itself.
+
+Training and evaluation read a split from the pipeline's stores; prediction turns patterns on
+the model's 2θ grid into the same inputs in memory, through the same functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xrdsym.errors import XrdsymError
+from xrdsym.imaging import pattern_image, read_image_split
+from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE
+
+
+def read_pattern_split(
+    patterns_dir: Path, split: str, classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Patterns of one split as (N x points x 1 float32, class indices, ids), sorted by class
+    then id, as :func:`xrdsym.imaging.read_image_split` orders images."""
+    index = pd.read_csv(patterns_dir / INDEX_FILE, dtype={"id": str})
+    index["position"] = np.arange(len(index))
+    index["label"] = index["crystal_system"].map({name: i for i, name in enumerate(classes)})
+    chosen = index[(index["split"] == split) & index["label"].notna()]
+    if chosen.empty:
+        raise XrdsymError(
+            f"{patterns_dir}: no {split} patterns of the classes {', '.join(classes)}"
+        )
+    chosen = chosen.sort_values(["label", "id"])
+    patterns = np.load(patterns_dir / PATTERNS_FILE, mmap_mode="r")
+    x = np.asarray(patterns[chosen["position"].to_numpy()], dtype=np.float32)
+    return x[..., np.newaxis], chosen["label"].to_numpy(int), chosen["id"].tolist()
+
+
+def read_split(
+    input_kind: str, images_dir: Path, patterns_dir: Path, split: str, classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Model inputs, class indices and ids of one split, for a model reading ``input_kind``
+    ("image" from the images stage, "pattern" from the patterns stage)."""
+    if input_kind == "image":
+        return read_image_split(images_dir, split, classes)
+    return read_pattern_split(patterns_dir, split, classes)
+
+
+def model_inputs(
+    patterns: np.ndarray, input_kind: str, image_settings: dict[str, Any] | None
+) -> np.ndarray:
+    """Inputs for a model reading ``input_kind``, from normalised patterns (N x points) on its
+    grid: the images the images stage would draw, or the patterns with a channel axis."""
+    patterns = np.asarray(patterns, dtype=np.float32)
+    if input_kind == "image":
+        return np.stack(
+            [pattern_image(p, image_settings["size"], image_settings["colormap"]) for p in patterns]
+        )
+    return patterns[..., np.newaxis]

@@ -1,0 +1,331 @@
+"""Classify patterns that did not come from the pipeline: measured files or CIF structures.
+
+A measured pattern is brought to what the model was trained on, in this order:
+
+1. background: removed with the SNIP algorithm (pybaselines), over a window of
+   ``BACKGROUND_WINDOW`` degrees 2θ, or left as it is (``background="none"``);
+2. wavelength: every angle is converted to the model's wavelength through Bragg's law at
+   constant d-spacing, 2θ' = 2 asin(λ_model / λ_file · sin θ); angles that have no
+   counterpart at the model's wavelength (the argument would exceed 1) are left out;
+3. grid: intensities are interpolated linearly onto the model's 2θ grid; the part of the grid
+   the measurement does not cover is set to 0, which is what the simulated training patterns
+   hold where there is no peak, and the covered fraction is reported;
+4. smoothing: an optional Gaussian of ``smooth`` grid points (0 keeps the measured peak shapes,
+   which already carry the instrument's broadening);
+5. normalisation to [0, 1], as in training.
+
+A CIF holding only a structure is simulated exactly as the training patterns were.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from xrdsym import __version__
+from xrdsym.calibration import apply_temperature
+from xrdsym.diffraction import TwoThetaGrid, normalise, pattern_from_structure
+from xrdsym.errors import XrdsymError
+from xrdsym.inputs import model_inputs
+from xrdsym.measured import MeasuredPattern, parse_wavelength
+
+MODEL_FILE = "model.keras"
+META_FILE = "model.json"
+# Version of the model directory's layout; a directory of another version is refused.
+MODEL_FORMAT = 1
+# Width in degrees 2θ of SNIP's largest clipping window: wider than any Bragg peak, narrower
+# than the slow swell of an amorphous or air-scatter background.
+BACKGROUND_WINDOW = 3.0
+BACKGROUNDS = ("snip", "none")
+# Patterns per predict call: bounds memory, whatever the number of files.
+PREDICT_BATCH = 64
+
+
+@dataclass
+class Classifier:
+    """A trained model and everything needed to preprocess a pattern exactly as in training."""
+
+    model: Any  # keras.Model; Keras is imported only when a model is loaded
+    meta: dict[str, Any]
+    directory: Path
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def grid(self) -> TwoThetaGrid:
+        """The model's 2θ grid in degrees."""
+        pattern = self.meta["preprocessing"]["pattern"]
+        return TwoThetaGrid(
+            pattern["two_theta_min"], pattern["two_theta_max"], pattern["two_theta_step"]
+        )
+
+    @property
+    def wavelength(self) -> float:
+        """The wavelength the model was trained at, in Å."""
+        return parse_wavelength(self.meta["preprocessing"]["pattern"]["wavelength"])
+
+    def probabilities(self, patterns: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities (N x classes) of normalised patterns on the grid."""
+        inputs = model_inputs(patterns, self.meta["input"], self.meta["preprocessing"]["image"])
+        raw = self.model.predict(inputs, batch_size=PREDICT_BATCH, verbose=0)
+        return apply_temperature(raw, self.meta["temperature"])
+
+
+def read_model_meta(model_dir: Path) -> dict[str, Any]:
+    """The description of a model directory; XrdsymError if it is not one this version reads."""
+    meta_path = model_dir / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError as exc:
+        raise XrdsymError(f"{model_dir}: not a model directory (no {META_FILE})") from exc
+    except (OSError, ValueError) as exc:
+        raise XrdsymError(f"{meta_path}: unreadable ({exc.__class__.__name__})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        made_by = meta.get("xrdsym_version", "an unknown version") if isinstance(meta, dict) else ""
+        raise XrdsymError(
+            f"{model_dir}: model directory made by xrdsym {made_by} in another format "
+            f"(this is xrdsym {__version__}, format {MODEL_FORMAT}); retrain it with `dvc repro`"
+        )
+    return meta
+
+
+def load_classifier(model_dir: Path) -> Classifier:
+    """Load a model directory written by the train stage."""
+    meta = read_model_meta(model_dir)
+    import keras
+
+    try:
+        model = keras.saving.load_model(model_dir / MODEL_FILE)
+    except Exception as exc:  # Keras raises many types for a missing or corrupt file
+        raise XrdsymError(
+            f"{model_dir / MODEL_FILE}: cannot load the model ({exc.__class__.__name__})"
+        ) from exc
+    return Classifier(model, meta, model_dir)
+
+
+def subtract_background(two_theta: np.ndarray, intensities: np.ndarray) -> np.ndarray:
+    """Intensities minus their SNIP background (pybaselines), clipped at 0."""
+    from pybaselines import Baseline
+
+    step = float(np.median(np.diff(two_theta)))
+    half_window = max(1, round(BACKGROUND_WINDOW / 2 / step))
+    half_window = min(half_window, (len(two_theta) - 1) // 2)
+    background, _ = Baseline(x_data=two_theta).snip(
+        intensities, max_half_window=half_window, decreasing=True
+    )
+    return np.clip(intensities - background, 0.0, None)
+
+
+def convert_wavelength(
+    two_theta: np.ndarray, from_wavelength: float, to_wavelength: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Angles (degrees) at ``to_wavelength`` of the same d-spacings measured at
+    ``from_wavelength`` (Å), and the mask of the input angles that have one."""
+    sine = to_wavelength / from_wavelength * np.sin(np.radians(two_theta) / 2)
+    inside = sine < 1.0
+    return np.degrees(2 * np.arcsin(sine[inside])), inside
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A pattern ready for the model: normalised intensities on its grid, the wavelength (Å)
+    the input was taken at, and the fraction of the model's 2θ range it covers."""
+
+    intensities: np.ndarray
+    wavelength: float
+    covered_fraction: float
+
+
+def prepare_measured(
+    pattern: MeasuredPattern,
+    wavelength: float | None,
+    classifier_wavelength: float,
+    grid: TwoThetaGrid,
+    *,
+    background: str = "snip",
+    smooth: float = 0.0,
+) -> Prepared:
+    """A measured pattern on the model's grid (see the module docstring for the steps).
+
+    ``wavelength`` (Å) is used when the file does not state its own.
+    """
+    source_wavelength = pattern.wavelength if pattern.wavelength is not None else wavelength
+    if source_wavelength is None:
+        raise XrdsymError(
+            f"{pattern.source}: the file does not state its wavelength; give --wavelength "
+            "(Å, or an anode such as CuKa, MoKa, CoKa)"
+        )
+    intensities = pattern.intensities
+    if background == "snip":
+        intensities = subtract_background(pattern.two_theta, intensities)
+    two_theta, inside = convert_wavelength(
+        pattern.two_theta, source_wavelength, classifier_wavelength
+    )
+    intensities = intensities[inside]
+    low, high = (two_theta[0], two_theta[-1]) if len(two_theta) else (np.inf, -np.inf)
+    covered = (grid.values >= low) & (grid.values <= high)
+    if covered.sum() < 2:
+        raise XrdsymError(
+            f"{pattern.source}: at the model's wavelength {classifier_wavelength:.4f} Å the data "
+            f"fall outside the model's 2θ range {grid.start:g}-{grid.stop:g} degrees"
+        )
+    on_grid = np.zeros(grid.size)
+    on_grid[covered] = np.interp(grid.values[covered], two_theta, intensities)
+    if smooth > 0:
+        on_grid = gaussian_filter1d(on_grid, smooth, mode="constant")
+    try:
+        normalised = normalise(on_grid)
+    except ValueError as exc:
+        raise XrdsymError(
+            f"{pattern.source}: no intensity left in the model's 2θ range after background "
+            "removal (try --background none)"
+        ) from exc
+    fraction = (min(high, grid.stop) - max(low, grid.start)) / (grid.stop - grid.start)
+    return Prepared(normalised, source_wavelength, float(fraction))
+
+
+def prepare_structure(structure: Any, meta: dict[str, Any]) -> Prepared:
+    """The simulated pattern of a structure, made exactly as the training patterns were."""
+    settings = meta["preprocessing"]["pattern"]
+    grid = TwoThetaGrid(
+        settings["two_theta_min"], settings["two_theta_max"], settings["two_theta_step"]
+    )
+    intensities = pattern_from_structure(
+        structure, settings["wavelength"], grid, settings["sigma_points"]
+    )
+    return Prepared(intensities, parse_wavelength(settings["wavelength"]), 1.0)
+
+
+def top_k(probabilities: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
+    """The ``k`` most probable classes of one pattern, most probable first."""
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [(classes[i], float(probabilities[i])) for i in order]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer for one pattern: where it came from, whether it was measured or simulated
+    from a structure, the wavelength (Å) it was taken at, the covered fraction of the model's
+    range, the top classes, every class's calibrated probability, and the pattern the model
+    saw."""
+
+    source: str
+    kind: str
+    wavelength: float
+    covered_fraction: float
+    top: list[tuple[str, float]]
+    probabilities: np.ndarray
+    intensities: np.ndarray
+
+
+def find_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Files to classify: each file given, and every file with a supported suffix under each
+    folder given (recursively, sorted); also the files under the folders that were skipped."""
+    from xrdsym.measured import SUPPORTED_SUFFIXES
+
+    files, skipped = [], []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        for member in sorted(p for p in path.rglob("*") if p.is_file()):
+            (files if member.suffix.lower() in SUPPORTED_SUFFIXES else skipped).append(member)
+    return files, skipped
+
+
+def _prepare_file(
+    path: Path, classifier: Classifier, wavelength: float | None, background: str, smooth: float
+) -> list[tuple[str, str, Prepared]]:
+    from xrdsym.measured import NoPowderData, read_measured
+
+    try:
+        measured = read_measured(path)
+    except NoPowderData:
+        structures = _read_structures(path)
+        return [
+            (
+                f"{path}#{k + 1}" if len(structures) > 1 else str(path),
+                "structure",
+                prepare_structure(structure, classifier.meta),
+            )
+            for k, structure in enumerate(structures)
+        ]
+    return [
+        (
+            pattern.source,
+            "measured",
+            prepare_measured(
+                pattern,
+                wavelength,
+                classifier.wavelength,
+                classifier.grid,
+                background=background,
+                smooth=smooth,
+            ),
+        )
+        for pattern in measured
+    ]
+
+
+def _read_structures(path: Path) -> list[Any]:
+    import warnings
+
+    from pymatgen.io.cif import CifParser
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            structures = CifParser(path).parse_structures(primitive=False)
+    except Exception as exc:  # pymatgen raises many types for a bad CIF
+        raise XrdsymError(
+            f"{path}: neither powder data nor a readable structure ({exc.__class__.__name__})"
+        ) from exc
+    return structures
+
+
+def predict_files(
+    classifier: Classifier,
+    files: list[Path],
+    *,
+    wavelength: float | None,
+    background: str,
+    smooth: float,
+    k: int,
+) -> tuple[list[Prediction], list[tuple[str, str]]]:
+    """Classify every pattern in ``files``; a file that fails is recorded as (path, reason)
+    and the others go on."""
+    from tqdm import tqdm
+
+    prepared: list[tuple[str, str, Prepared]] = []
+    failures: list[tuple[str, str]] = []
+    for path in tqdm(files, desc="reading", unit="file", disable=len(files) < 50):
+        try:
+            prepared.extend(_prepare_file(path, classifier, wavelength, background, smooth))
+        except XrdsymError as exc:
+            failures.append((str(path), str(exc).removeprefix(f"{path}: ")))
+        except Exception as exc:  # simulating an odd structure can fail in pymatgen itself
+            failures.append((str(path), f"{exc.__class__.__name__}: {exc}"))
+    predictions = []
+    for start in range(0, len(prepared), PREDICT_BATCH * 16):
+        batch = prepared[start : start + PREDICT_BATCH * 16]
+        probabilities = classifier.probabilities(np.stack([p.intensities for _, _, p in batch]))
+        for (source, kind, ready), row in zip(batch, probabilities, strict=True):
+            predictions.append(
+                Prediction(
+                    source,
+                    kind,
+                    ready.wavelength,
+                    ready.covered_fraction,
+                    top_k(row, classifier.classes, k),
+                    row,
+                    ready.intensities,
+                )
+            )
+    return predictions, failures

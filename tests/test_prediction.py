@@ -1,0 +1,179 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+from pymatgen.io.cif import CifWriter
+
+from xrdsym import __version__
+from xrdsym.cli import main
+from xrdsym.diffraction import TwoThetaGrid, pattern_from_structure, simulate_peaks
+from xrdsym.errors import XrdsymError
+from xrdsym.measured import MeasuredPattern, parse_wavelength
+from xrdsym.models import build_cnn1d
+from xrdsym.prediction import (
+    META_FILE,
+    MODEL_FILE,
+    MODEL_FORMAT,
+    convert_wavelength,
+    find_inputs,
+    load_classifier,
+    prepare_measured,
+    prepare_structure,
+    read_model_meta,
+)
+
+CLASSES = ["cubic", "hexagonal", "tetragonal"]
+GRID = TwoThetaGrid(0, 90, 0.1)
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    """A real (untrained) 1D model directory as the train stage writes it."""
+    keras.utils.set_random_seed(0)
+    directory = tmp_path / "model"
+    directory.mkdir()
+    build_cnn1d(GRID.size, len(CLASSES), dropout=0.0).save(directory / MODEL_FILE)
+    meta = {
+        "format": MODEL_FORMAT,
+        "xrdsym_version": __version__,
+        "model": "cnn1d",
+        "input": "pattern",
+        "classes": CLASSES,
+        "preprocessing": {
+            "pattern": {
+                "wavelength": "CuKa",
+                "two_theta_min": GRID.start,
+                "two_theta_max": GRID.stop,
+                "two_theta_step": GRID.step,
+                "sigma_points": 2,
+            },
+            "image": None,
+        },
+        "temperature": 1.5,
+    }
+    (directory / META_FILE).write_text(json.dumps(meta))
+    return directory
+
+
+def _measured(structure, wavelength: str, low: float, high: float, step: float = 0.01):
+    """A 'measured' scan: pymatgen's peaks as Gaussians of 0.08 degrees on a sloping background."""
+    two_theta = np.arange(low, high, step)
+    peaks = simulate_peaks(structure, wavelength, (low, high))
+    counts = 500 + 10 * two_theta
+    for position, height in zip(peaks.two_theta, peaks.intensities, strict=True):
+        counts += 50 * height * np.exp(-0.5 * ((two_theta - position) / 0.08) ** 2)
+    return MeasuredPattern(two_theta, counts, None, "scan.xy")
+
+
+def test_bragg_conversion_keeps_the_d_spacing():
+    mo, cu = parse_wavelength("MoKa"), parse_wavelength("CuKa")
+    two_theta = np.array([10.0, 20.0, 60.0])
+    converted, inside = convert_wavelength(two_theta, mo, cu)
+    d_before = mo / (2 * np.sin(np.radians(two_theta[inside]) / 2))
+    d_after = cu / (2 * np.sin(np.radians(converted) / 2))
+    assert np.allclose(d_before, d_after)
+    # 60 degrees at Mo Kα is a d-spacing Cu Kα cannot reach below 180 degrees.
+    assert inside.tolist() == [True, True, False]
+
+
+def test_measured_mo_scan_lands_on_the_cu_peaks(rock_salt):
+    scan = _measured(rock_salt, "MoKa", 5, 40)
+    prepared = prepare_measured(scan, parse_wavelength("MoKa"), parse_wavelength("CuKa"), GRID)
+    reference = pattern_from_structure(rock_salt, "CuKa", GRID, 2)
+    strongest = GRID.values[np.argmax(reference)]
+    assert GRID.values[np.argmax(prepared.intensities)] == pytest.approx(strongest, abs=0.15)
+    assert prepared.intensities.min() == 0 and prepared.intensities.max() == 1
+    # 5-40 degrees at Mo Kα reach about 11-90 degrees at Cu Kα: most of the range, not all.
+    assert 0.8 < prepared.covered_fraction < 0.95
+    assert prepared.intensities[: int(10 / GRID.step)].max() == 0
+
+
+def test_background_is_removed(rock_salt):
+    scan = _measured(rock_salt, "CuKa", 10, 90)
+    kept = prepare_measured(scan, 1.54184, 1.54184, GRID, background="none")
+    removed = prepare_measured(scan, 1.54184, 1.54184, GRID, background="snip")
+    between_peaks = (GRID.values > 58) & (GRID.values < 64)  # no NaCl peak here
+    assert removed.intensities[between_peaks].max() < 0.02 < kept.intensities[between_peaks].min()
+
+
+def test_wavelength_from_the_file_wins_and_is_required(rock_salt):
+    scan = _measured(rock_salt, "CuKa", 10, 90)
+    with pytest.raises(XrdsymError, match=r"scan\.xy: the file does not state its wavelength"):
+        prepare_measured(scan, None, 1.54184, GRID)
+    stated = MeasuredPattern(scan.two_theta, scan.intensities, 1.54184, "scan.xy")
+    assert prepare_measured(stated, 0.7, 1.54184, GRID).wavelength == 1.54184
+
+
+def test_data_outside_the_model_range_is_one_clear_error(rock_salt):
+    scan = _measured(rock_salt, "CuKa", 60, 90)
+    with pytest.raises(XrdsymError, match="fall outside the model's 2θ range"):
+        # 60-90 degrees at 0.5 Å are d-spacings that 2 Å cannot reach at all.
+        prepare_measured(scan, 0.5, 2.0, GRID)
+
+
+def test_structure_is_simulated_as_in_training(model_dir, rock_salt):
+    classifier = load_classifier(model_dir)
+    prepared = prepare_structure(rock_salt, classifier.meta)
+    assert np.array_equal(prepared.intensities, pattern_from_structure(rock_salt, "CuKa", GRID, 2))
+    probabilities = classifier.probabilities(prepared.intensities[np.newaxis])
+    assert probabilities.shape == (1, 3) and np.isclose(probabilities.sum(), 1)
+
+
+def test_model_directory_checks(tmp_path, model_dir):
+    with pytest.raises(XrdsymError, match="not a model directory"):
+        read_model_meta(tmp_path)
+    meta = json.loads((model_dir / META_FILE).read_text())
+    meta["format"] = MODEL_FORMAT + 1
+    (model_dir / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(XrdsymError, match="another format") as error:
+        load_classifier(model_dir)
+    assert "\n" not in str(error.value)
+
+
+def test_find_inputs_walks_folders(tmp_path):
+    (tmp_path / "a").mkdir()
+    for name in ["a/x.xy", "a/y.XRDML", "a/notes.docx", "z.cif"]:
+        (tmp_path / name).write_text("")
+    files, skipped = find_inputs([tmp_path / "a", tmp_path / "z.cif"])
+    assert [f.name for f in files] == ["x.xy", "y.XRDML", "z.cif"]
+    assert [f.name for f in skipped] == ["notes.docx"]
+
+
+def test_predict_command_goes_on_past_bad_files(tmp_path, model_dir, rock_salt, capsys):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    scan = _measured(rock_salt, "MoKa", 5, 40)
+    np.savetxt(folder / "nacl_mo.xy", np.column_stack([scan.two_theta, scan.intensities]))
+    (folder / "broken.xy").write_text("2theta intensity\n1 2\nthree 4\n")
+    CifWriter(rock_salt).write_file(folder / "nacl.cif")
+    out = tmp_path / "out.json"
+    plot = tmp_path / "out.png"
+    code = main(
+        ["predict", str(folder), "--model", str(model_dir), "--wavelength", "MoKa",
+         "--top-k", "2", "--json", str(out), "--plot", str(plot)]
+    )  # fmt: skip
+    assert code == 1
+    result = json.loads(out.read_text())
+    kinds = {row["source"].rsplit("/", 1)[-1]: row["kind"] for row in result["patterns"]}
+    assert kinds == {"nacl.cif": "structure", "nacl_mo.xy": "measured"}
+    for row in result["patterns"]:
+        assert len(row["predictions"]) == 2
+        assert row["predictions"][0]["probability"] >= row["predictions"][1]["probability"]
+    assert [source.rsplit("/", 1)[-1] for source, _ in result["failed"]] == ["broken.xy"]
+    assert plot.stat().st_size > 0
+    err = capsys.readouterr().err
+    assert "broken.xy" in err and "failed: 1 of 3 files" in err
+    assert "warning:" in err and "nacl_mo.xy: covers" in err
+    assert "Traceback" not in err
+
+
+def test_predict_prints_a_table_and_needs_a_wavelength(tmp_path, model_dir, rock_salt, capsys):
+    scan = _measured(rock_salt, "CuKa", 10, 90)
+    path = tmp_path / "nacl.xy"
+    np.savetxt(path, np.column_stack([scan.two_theta, scan.intensities]))
+    assert main(["predict", str(path), "--model", str(model_dir), "--wavelength", "1.5406"]) == 0
+    table = capsys.readouterr().out
+    assert "nacl.xy\tmeasured\t1.5406 Å" in table
+    assert main(["predict", str(path), "--model", str(model_dir)]) == 1
+    assert "give --wavelength" in capsys.readouterr().err
