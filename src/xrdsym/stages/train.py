@@ -32,11 +32,12 @@ def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> dict[int, fl
     that every class counts as much in the loss; ``none`` gives None (all weights 1)."""
     if mode == "none":
         return None
+    # A class absent from the training split has no count to weigh by; it keeps weight 1.
+    weights = dict.fromkeys(range(n_classes), 1.0)
     present = np.unique(labels)
-    weights = compute_class_weight("balanced", classes=present, y=labels)
-    return {int(c): float(w) for c, w in zip(present, weights, strict=True)} | {
-        c: 1.0 for c in range(n_classes) if c not in present
-    }
+    balanced = compute_class_weight("balanced", classes=present, y=labels)
+    weights.update(zip(present.tolist(), balanced.tolist(), strict=True))
+    return weights
 
 
 def run(
