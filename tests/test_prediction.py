@@ -177,3 +177,11 @@ def test_predict_prints_a_table_and_needs_a_wavelength(tmp_path, model_dir, rock
     assert "nacl.xy\tmeasured\t1.5406 Å" in table
     assert main(["predict", str(path), "--model", str(model_dir)]) == 1
     assert "give --wavelength" in capsys.readouterr().err
+
+
+def test_a_cif_with_neither_powder_data_nor_a_structure_fails(tmp_path, model_dir, capsys):
+    empty = tmp_path / "empty.cif"
+    empty.write_text("data_nothing\n_cell_length_a 5.0\n")
+    assert main(["predict", str(empty), "--model", str(model_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "failed: 1 of 1 files" in err and "empty.cif: no powder data, and unreadable CIF" in err

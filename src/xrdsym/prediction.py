@@ -248,14 +248,13 @@ def _prepare_file(
     try:
         measured = read_measured(path)
     except NoPowderData:
-        structures = _read_structures(path)
         return [
             (
-                f"{path}#{k + 1}" if len(structures) > 1 else str(path),
+                str(path.parent / record.id),
                 "structure",
-                prepare_structure(structure, classifier.meta),
+                prepare_structure(record.structure, classifier.meta),
             )
-            for k, structure in enumerate(structures)
+            for record in _read_structures(path)
         ]
     return [
         (
@@ -275,19 +274,16 @@ def _prepare_file(
 
 
 def _read_structures(path: Path) -> list[Any]:
-    import warnings
+    """The structure records of a CIF without powder data, read as the cif_dir source reads
+    them (ids ``name`` or ``name#k``); XrdsymError when it holds none either."""
+    from xrdsym.sources import Reject
+    from xrdsym.sources.cif_dir import read_cif
 
-    from pymatgen.io.cif import CifParser
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            structures = CifParser(path).parse_structures(primitive=False)
-    except Exception as exc:  # pymatgen raises many types for a bad CIF
-        raise XrdsymError(
-            f"{path}: neither powder data nor a readable structure ({exc.__class__.__name__})"
-        ) from exc
-    return structures
+    items = read_cif(path, path.parent)
+    rejects = [item for item in items if isinstance(item, Reject)]
+    if rejects:
+        raise XrdsymError(f"{path}: no powder data, and {rejects[0].reason}")
+    return items
 
 
 def predict_files(
