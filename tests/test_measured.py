@@ -11,6 +11,8 @@ from xrdsym.measured import (
     MIN_POINTS,
     MeasuredPattern,
     NoPowderData,
+    _read_lines,
+    _read_table,
     parse_wavelength,
     read_measured,
     validate,
@@ -663,3 +665,42 @@ def test_round_trip_random_arrays(tmp_path_factory, start, steps, data, sep, hea
     np.testing.assert_array_equal(pattern.two_theta, two_theta)
     np.testing.assert_array_equal(pattern.intensities, counts)
     assert pattern.wavelength == (1.5406 if header else None)
+
+
+@pytest.mark.parametrize("separator", [";", "\t", " "])
+def test_decimal_commas(tmp_path, separator):
+    lines = [
+        f"{t:.2f}{separator}{c:.1f}".replace(".", ",")
+        for t, c in zip(TWO_THETA, COUNTS, strict=True)
+    ]
+    path = write(tmp_path / "scan.csv", "2Theta;Counts\n" + "\n".join(lines))
+
+    (pattern,) = read_measured(path)
+
+    np.testing.assert_allclose(pattern.two_theta, TWO_THETA)
+    np.testing.assert_allclose(pattern.intensities, COUNTS)
+
+
+def test_comma_separated_integers_are_not_decimal_commas(tmp_path):
+    lines = [f"{t:.2f},{round(c)}" for t, c in zip(TWO_THETA, COUNTS, strict=True)]
+    path = write(tmp_path / "scan.csv", "\n".join(lines))
+
+    (pattern,) = read_measured(path)
+
+    np.testing.assert_allclose(pattern.intensities, np.round(COUNTS))
+
+
+@FUZZ
+@given(lines=st.lists(_text_line, min_size=1, max_size=40), decimal_comma=st.booleans())
+def test_table_reader_agrees_with_line_reader(lines, decimal_comma):
+    """Whenever the one-go numpy reader accepts the data lines, it reads what the line-by-line
+    reader reads."""
+    table = _read_table(lines, decimal_comma)
+    if table is None:
+        return
+    try:
+        two_theta, intensities, _ = _read_lines(lines, 1, decimal_comma, [], "random.xy")
+    except XrdsymError:
+        pytest.fail("the table reader accepted lines the line reader refuses")
+    np.testing.assert_array_equal(table[:, 0], two_theta)
+    np.testing.assert_array_equal(table[:, 1], intensities)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -9,7 +10,8 @@ from xrdsym import __version__
 from xrdsym.cli import main
 from xrdsym.diffraction import TwoThetaGrid, pattern_from_structure, simulate_peaks
 from xrdsym.errors import XrdsymError
-from xrdsym.measured import MeasuredPattern, parse_wavelength
+from xrdsym.inference import INFERENCE_FILE, save_inference
+from xrdsym.measured import MeasuredPattern, NoPowderData, parse_wavelength, read_measured
 from xrdsym.models import build_cnn1d
 from xrdsym.prediction import (
     META_FILE,
@@ -185,3 +187,49 @@ def test_a_cif_with_neither_powder_data_nor_a_structure_fails(tmp_path, model_di
     assert main(["predict", str(empty), "--model", str(model_dir)]) == 1
     err = capsys.readouterr().err
     assert "failed: 1 of 1 files" in err and "empty.cif: no powder data, and unreadable CIF" in err
+
+
+DATA = Path(__file__).parent / "data"
+# NaCl's strongest reflection, (200): d = a/2 = 2.8201 Å, at Cu Kα 2θ = 2 asin(λ / 2d).
+NACL_200_CU = 2 * np.degrees(np.arcsin(parse_wavelength("CuKa") / (2 * 5.6402 / 2)))
+
+
+@pytest.mark.parametrize(
+    ("name", "wavelength"),
+    [
+        ("nacl_cu.xy", 1.54184),
+        ("nacl_cu_decimal_comma.csv", None),
+        ("nacl_cu.xrdml", (1.540598 + 0.5 * 1.544426) / 1.5),
+        ("nacl_mo.xye", 0.71073),
+        ("nacl_rietveld.cif", 1.54184),
+    ],
+)
+def test_committed_samples_convert_to_the_cu_peak_positions(name, wavelength):
+    """Each reader on its committed sample: the wavelength stated in the file is found, and on
+    the Cu Kα grid NaCl's (200) peak lands where Bragg's law puts it, whatever the anode."""
+    (pattern,) = read_measured(DATA / name)
+    assert pattern.wavelength == (None if wavelength is None else pytest.approx(wavelength))
+    grid = TwoThetaGrid(0, 90, 0.02)
+
+    prepared = prepare_measured(pattern, parse_wavelength("CuKa"), parse_wavelength("CuKa"), grid)
+
+    assert grid.values[np.argmax(prepared.intensities)] == pytest.approx(NACL_200_CU, abs=0.04)
+
+
+def test_committed_structure_cif_has_no_powder_data():
+    with pytest.raises(NoPowderData):
+        read_measured(DATA / "nacl.cif")
+
+
+def test_numpy_export_answers_as_keras(model_dir):
+    """With the export the train stage writes, predict runs without Keras and gives the same
+    probabilities as the Keras model (the reference)."""
+    by_keras = load_classifier(model_dir, engine="keras")
+    assert save_inference(by_keras.model, model_dir / INFERENCE_FILE)
+    by_numpy = load_classifier(model_dir)
+    patterns = np.random.default_rng(0).random((4, GRID.size)).astype(np.float32)
+
+    assert (by_keras.engine, by_numpy.engine) == ("keras", "numpy")
+    np.testing.assert_allclose(
+        by_numpy.probabilities(patterns), by_keras.probabilities(patterns), atol=1e-5
+    )

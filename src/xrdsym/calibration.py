@@ -8,10 +8,13 @@ softmax(z / T) for logits z, so the probabilities themselves are enough.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
+
+if TYPE_CHECKING:  # pandas and scipy.optimize are imported where used: `predict` needs neither
+    import pandas as pd
 
 # Probabilities below this are clipped before the logarithm (float32 softmax can give 0).
 _TINY = 1e-12
@@ -33,6 +36,8 @@ def negative_log_likelihood(probabilities: np.ndarray, y_true: np.ndarray) -> fl
 
 def fit_temperature(probabilities: np.ndarray, y_true: np.ndarray) -> float:
     """The temperature that minimises the negative log-likelihood of ``y_true``."""
+    from scipy.optimize import minimize_scalar
+
     result = minimize_scalar(
         lambda log_t: negative_log_likelihood(
             apply_temperature(probabilities, np.exp(log_t)), y_true
@@ -48,6 +53,8 @@ def reliability_table(
 ) -> pd.DataFrame:
     """Per equal-width confidence bin (lower, upper]: mean confidence, accuracy and number of
     patterns, with the top-1 class's probability as confidence (the reliability diagram)."""
+    import pandas as pd
+
     confidence = np.max(probabilities, axis=1)
     correct = np.argmax(probabilities, axis=1) == y_true
     bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
@@ -75,6 +82,8 @@ def expected_calibration_error(
 def accuracy_coverage(probabilities: np.ndarray, y_true: np.ndarray) -> pd.DataFrame:
     """Accuracy on the patterns whose confidence is at least each threshold, against the
     fraction of patterns kept (coverage): one row per distinct confidence, most sure first."""
+    import pandas as pd
+
     confidence = np.max(probabilities, axis=1)
     correct = np.argmax(probabilities, axis=1) == y_true
     order = np.argsort(-confidence, kind="stable")

@@ -13,36 +13,46 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from xrdsym import __version__
-from xrdsym.config import load_params, stage_params
 from xrdsym.errors import XrdsymError
 
+# Files per reading process in `xrdsym predict`: fewer do not pay for a process's start.
+FILES_PER_JOB = 32
 # TensorFlow's C++ start-up chatter (oneDNN, missing CUDA) buries the stage's own output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _params(args: argparse.Namespace, keys: Sequence[str]) -> dict:
+    """The keys of the params file that a stage declares, checked."""
+    # Imported here, not at the top: checking params loads pymatgen, which `predict` does not
+    # need for measured files and which takes over a second to import.
+    from xrdsym.config import load_params, stage_params
+
+    return stage_params(load_params(args.params), keys)
 
 
 def _download(args: argparse.Namespace) -> None:
     from xrdsym.stages import download
 
-    download.run(stage_params(load_params(args.params), download.PARAMS), args.out, args.metrics)
+    download.run(_params(args, download.PARAMS), args.out, args.metrics)
 
 
 def _patterns(args: argparse.Namespace) -> None:
     from xrdsym.stages import patterns
 
-    params = stage_params(load_params(args.params), patterns.PARAMS)
+    params = _params(args, patterns.PARAMS)
     patterns.run(params, args.structures, args.out, args.metrics)
 
 
 def _images(args: argparse.Namespace) -> None:
     from xrdsym.stages import images
 
-    images.run(stage_params(load_params(args.params), images.PARAMS), args.patterns, args.out)
+    images.run(_params(args, images.PARAMS), args.patterns, args.out)
 
 
 def _train(args: argparse.Namespace) -> None:
     from xrdsym.stages import train
 
-    params = stage_params(load_params(args.params), train.PARAMS)
+    params = _params(args, train.PARAMS)
     train.run(params, args.images, args.patterns, args.out, args.live)
 
 
@@ -69,11 +79,15 @@ def _model_dir(given: Path | None) -> tuple[Path, str]:
 
 def _predict(args: argparse.Namespace) -> int:
     """Exit status 1 if any file failed (the others are still classified)."""
-    import pandas as pd
-
-    from xrdsym.io import write_json, write_table
     from xrdsym.measured import parse_wavelength
-    from xrdsym.prediction import BACKGROUNDS, find_inputs, load_classifier, predict_files
+    from xrdsym.prediction import (
+        BACKGROUNDS,
+        classify,
+        find_inputs,
+        load_classifier,
+        prepare_files,
+        read_model_meta,
+    )
 
     if args.top_k < 1:
         raise XrdsymError(f"--top-k {args.top_k}: must be at least 1")
@@ -81,19 +95,25 @@ def _predict(args: argparse.Namespace) -> int:
         raise XrdsymError(f"--background {args.background}: must be one of {BACKGROUNDS}")
     wavelength = parse_wavelength(args.wavelength) if args.wavelength is not None else None
     model_dir, origin = _model_dir(args.model)
-    classifier = load_classifier(model_dir)
-    print(f"model: {model_dir} ({origin}), {classifier.meta['model']}", file=sys.stderr)
+    meta = read_model_meta(model_dir)
     files, skipped = find_inputs(args.inputs)
     if skipped:
         print(f"skipped {len(skipped)} files of other types, e.g. {skipped[0]}", file=sys.stderr)
-    predictions, failures = predict_files(
-        classifier,
+    # Files are read before the model is loaded: worker processes then start without Keras.
+    prepared, failures = prepare_files(
+        meta,
         files,
         wavelength=wavelength,
         background=args.background,
         smooth=args.smooth,
-        k=args.top_k,
+        n_jobs=min(args.jobs or os.cpu_count() or 1, max(1, len(files) // FILES_PER_JOB)),
     )
+    classifier = load_classifier(model_dir)
+    print(
+        f"model: {model_dir} ({origin}), {meta['model']}, run by {classifier.engine}",
+        file=sys.stderr,
+    )
+    predictions = classify(classifier, prepared, args.top_k)
     grid = classifier.grid
     for prediction in predictions:
         if prediction.covered_fraction < 0.999:
@@ -116,8 +136,14 @@ def _predict(args: argparse.Namespace) -> int:
         for p in predictions
     ]
     if args.json:
+        from xrdsym.io import write_json
+
         write_json(args.json, {"model": str(model_dir), "patterns": rows, "failed": failures})
     elif args.csv:
+        import pandas as pd
+
+        from xrdsym.io import write_table
+
         flat = []
         for row in rows:
             ranked = {}
@@ -245,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="snip",
         help="background removal before classification: snip (pybaselines SNIP, 3 degree "
         "window) or none",
+    )
+    sub.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"processes reading files (0: one per CPU core; one per {FILES_PER_JOB} files "
+        "at most)",
     )
     sub.add_argument(
         "--smooth",

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pymatgen.analysis.diffraction.xrd import WAVELENGTHS
 
 from xrdsym.errors import ParamsError
 from xrdsym.symmetry import CRYSTAL_SYSTEMS
+from xrdsym.wavelengths import WAVELENGTHS
 
 SOURCES = ("synthetic", "cif_dir")
 # Each model and what it reads: "image" (square RGB images from the images stage) or

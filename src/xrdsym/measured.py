@@ -11,6 +11,7 @@ Parsers: the standard library's ``xml.etree.ElementTree`` reads XRDML; pymatgen'
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -22,10 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pymatgen.analysis.diffraction.xrd import WAVELENGTHS
-from pymatgen.io.cif import CifBlock
 
 from xrdsym.errors import XrdsymError
+from xrdsym.wavelengths import WAVELENGTHS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -46,6 +46,14 @@ TWO_THETA_LIMITS = (0.0, 180.0)
 # Two-column text: what starts a comment line, what separates values, what a number looks like.
 COMMENT_PREFIXES = ("#", "!", ";", "'")
 _SEPARATORS = re.compile(r"[\s,;]+")
+_INLINE_SEPARATORS = re.compile(r"[ \t\f\v,;]+")
+_COMMENT_LINE_RE = re.compile(r"^[ \t\f\v]*[#!;']", re.MULTILINE)
+# Decimal commas: two or more numbers like 10,02 or 1234 separated by semicolons or blanks,
+# at least one with a comma; then commas are decimal marks, not separators.
+_DECIMAL_COMMA_SEPARATORS = re.compile(r"[\s;]+")
+_DECIMAL_COMMA_LINE = re.compile(
+    r"(?=.*\d,\d)[-+]?\d+(?:,\d+)?(?:[eE][-+]?\d+)?(?:[\s;]+[-+]?\d+(?:,\d+)?(?:[eE][-+]?\d+)?)+"
+)
 _NUMBER = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf(?:inity)?)"
 _NUMBER_RE = re.compile(_NUMBER, re.IGNORECASE | re.ASCII)
 # A CIF number may carry its standard uncertainty in parentheses: 1234(35), 5.6402(2).
@@ -279,39 +287,90 @@ def _parse_text(text: str, source: str) -> MeasuredPattern:
 
     Blank lines and lines starting with ``# ! ; '`` are skipped anywhere; lines before the first
     line with two numbers are a header and skipped. Values are separated by any mix of commas,
-    semicolons, spaces and tabs. A wavelength stated in a comment or header line
-    ("wavelength: 1.5406", "lambda=1.54056", "Anode: Cu", "radiation CuKa") is kept.
+    semicolons, spaces and tabs, except in files written with decimal commas ("10,02;1234,5" or
+    "10,02<tab>1234,5", recognised on the first data line), where only semicolons, spaces and
+    tabs separate. A wavelength stated in a comment or header line ("wavelength: 1.5406",
+    "lambda=1.54056", "Anode: Cu", "radiation CuKa") is kept.
     """
+    lines = re.split(r"\r\n|\r|\n", text)
     notes: list[str] = []  # comment and header lines, searched for a wavelength
+    start = None
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith(COMMENT_PREFIXES):
+            fields = [field.strip('"') for field in _SEPARATORS.split(stripped) if field]
+            if [bool(_NUMBER_RE.fullmatch(field)) for field in fields[:2]] == [True, True]:
+                start = index
+                break
+        notes.append(stripped)
+    if start is None:
+        raise XrdsymError(f"{source}: no data points (no line with 2θ and intensity numbers)")
+    decimal_comma = bool(_DECIMAL_COMMA_LINE.fullmatch(lines[start].strip()))
+    body = lines[start:]
+    table = _read_table(body, decimal_comma)
+    if table is not None:
+        try:
+            return validate(table[:, 0], table[:, 1], _stated_wavelength(notes, source), source)
+        except XrdsymError:
+            pass  # read again line by line below, to name the offending line
+    two_theta, intensities, line_numbers = _read_lines(
+        body, start + 1, decimal_comma, notes, source
+    )
+    wavelength = _stated_wavelength(notes, source)
+    return validate(two_theta, intensities, wavelength, source, lines=line_numbers)
+
+
+def _read_table(body: Sequence[str], decimal_comma: bool) -> np.ndarray | None:
+    """The data lines as a table (rows x columns) read in one go by numpy, or None when they
+    hold anything unusual (comment lines, quotes, ragged rows, words), which
+    :func:`_read_lines` then reads and reports line by line."""
+    text = "\n".join(body)
+    if not text.strip() or '"' in text or _COMMENT_LINE_RE.search(text):
+        return None
+    if decimal_comma:
+        text = text.replace(",", ".")
+    if "," in text or ";" in text:
+        text = _INLINE_SEPARATORS.sub(" ", text)
+    try:
+        table = np.loadtxt(io.StringIO(text), dtype=np.float64, comments=None, ndmin=2)
+    except ValueError:
+        return None
+    return table if table.shape[1] >= 2 else None
+
+
+def _read_lines(
+    body: Sequence[str], first_line: int, decimal_comma: bool, notes: list[str], source: str
+) -> tuple[list[float], list[float], list[int]]:
+    """2θ, intensities and the line number of each point, from the data lines starting at
+    line ``first_line``; comment lines among them are added to ``notes``."""
+    separators = _DECIMAL_COMMA_SEPARATORS if decimal_comma else _SEPARATORS
     two_theta: list[float] = []
     intensities: list[float] = []
     line_numbers: list[int] = []
-    for number, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
+    for number, line in enumerate(body, start=first_line):
         stripped = line.strip()
         if not stripped:
             continue
         if stripped.startswith(COMMENT_PREFIXES):
             notes.append(stripped)
             continue
-        fields = [field.strip('"') for field in _SEPARATORS.split(stripped) if field]
-        numeric = [bool(_NUMBER_RE.fullmatch(field)) for field in fields[:2]]
-        if not two_theta and numeric != [True, True]:
-            notes.append(stripped)  # a header line before the data
-            continue
+        fields = [field.strip('"') for field in separators.split(stripped) if field]
+        if decimal_comma:
+            fields = [field.replace(",", ".") for field in fields]
         if len(fields) < 2:
             raise XrdsymError(
                 f"{source}: line {number} has fewer than 2 numbers ({_preview(stripped)})"
             )
+        numeric = [bool(_NUMBER_RE.fullmatch(field)) for field in fields[:2]]
         if not all(numeric):
             bad = fields[numeric.index(False)]
             raise XrdsymError(f"{source}: line {number}: {_preview(bad)} is not a number")
         two_theta.append(float(fields[0]))
         intensities.append(float(fields[1]))
         line_numbers.append(number)
-    if not two_theta:
-        raise XrdsymError(f"{source}: no data points (no line with 2θ and intensity numbers)")
-    wavelength = _stated_wavelength(notes, source)
-    return validate(two_theta, intensities, wavelength, source, lines=line_numbers)
+    return two_theta, intensities, line_numbers
 
 
 def _stated_wavelength(notes: Sequence[str], source: str) -> float | None:
@@ -500,6 +559,9 @@ def _cif_blocks(text: str, source: str) -> list[_Block]:
     Split here as ``CifFile.from_str`` does, but keeping what it drops: blocks whose name
     contains "powder_pattern" (it skips them) and all of several blocks with one name.
     """
+    # Imported here: pymatgen takes over a second to import, and text files do not need it.
+    from pymatgen.io.cif import CifBlock
+
     pieces = re.split(r"^\s*data_", f"x\n{text}", flags=re.MULTILINE)[1:]
     if not pieces:
         raise XrdsymError(f"{source}: not a CIF (no data_ block)")

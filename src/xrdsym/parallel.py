@@ -17,14 +17,25 @@ CHUNK_SIZE = 4
 
 
 def parallel_map(
-    function: Callable[[T], R], items: Sequence[T], n_jobs: int, description: str
+    function: Callable[[T], R],
+    items: Sequence[T],
+    n_jobs: int,
+    description: str,
+    *,
+    show_progress: bool = True,
 ) -> Iterator[R]:
     """Yield ``function(item)`` for every item, in input order, using ``n_jobs`` processes.
 
     ``function`` must be picklable (a module-level function or a ``functools.partial`` of one).
     Results do not depend on ``n_jobs``: every item carries everything it needs, its seed too.
     """
-    progress = tqdm(total=len(items), desc=description, unit="item", mininterval=1.0)
+    progress = tqdm(
+        total=len(items),
+        desc=description,
+        unit="item",
+        mininterval=1.0,
+        disable=not show_progress,
+    )
     with progress:
         if n_jobs == 1:
             for item in items:

@@ -19,6 +19,7 @@ A CIF holding only a structure is simulated exactly as the training patterns wer
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from xrdsym import __version__
 from xrdsym.calibration import apply_temperature
 from xrdsym.diffraction import TwoThetaGrid, normalise, pattern_from_structure
 from xrdsym.errors import XrdsymError
-from xrdsym.inputs import model_inputs
+from xrdsym.inference import INFERENCE_FILE, NumpyModel
 from xrdsym.measured import MeasuredPattern, parse_wavelength
 
 MODEL_FILE = "model.keras"
@@ -50,7 +51,7 @@ PREDICT_BATCH = 64
 class Classifier:
     """A trained model and everything needed to preprocess a pattern exactly as in training."""
 
-    model: Any  # keras.Model; Keras is imported only when a model is loaded
+    model: Any  # a keras.Model, or the NumpyModel exported from it (see xrdsym.inference)
     meta: dict[str, Any]
     directory: Path
 
@@ -61,21 +62,44 @@ class Classifier:
     @property
     def grid(self) -> TwoThetaGrid:
         """The model's 2θ grid in degrees."""
-        pattern = self.meta["preprocessing"]["pattern"]
-        return TwoThetaGrid(
-            pattern["two_theta_min"], pattern["two_theta_max"], pattern["two_theta_step"]
-        )
+        return model_grid(self.meta)
 
     @property
     def wavelength(self) -> float:
         """The wavelength the model was trained at, in Å."""
-        return parse_wavelength(self.meta["preprocessing"]["pattern"]["wavelength"])
+        return model_wavelength(self.meta)
+
+    @property
+    def engine(self) -> str:
+        """What runs the model: "numpy" (its export) or "keras"."""
+        return "numpy" if isinstance(self.model, NumpyModel) else "keras"
+
+    def outputs(self, inputs: np.ndarray) -> np.ndarray:
+        """The model's uncalibrated softmax outputs for model inputs (images or patterns)."""
+        if isinstance(self.model, NumpyModel):
+            return self.model.predict(inputs)
+        return self.model.predict(inputs, batch_size=PREDICT_BATCH, verbose=0)
 
     def probabilities(self, patterns: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities (N x classes) of normalised patterns on the grid."""
+        # Imported here: images need matplotlib, which a 1D model never loads.
+        from xrdsym.inputs import model_inputs
+
         inputs = model_inputs(patterns, self.meta["input"], self.meta["preprocessing"]["image"])
-        raw = self.model.predict(inputs, batch_size=PREDICT_BATCH, verbose=0)
-        return apply_temperature(raw, self.meta["temperature"])
+        return apply_temperature(self.outputs(inputs), self.meta["temperature"])
+
+
+def model_grid(meta: dict[str, Any]) -> TwoThetaGrid:
+    """The 2θ grid (degrees) of the model described by ``meta``."""
+    pattern = meta["preprocessing"]["pattern"]
+    return TwoThetaGrid(
+        pattern["two_theta_min"], pattern["two_theta_max"], pattern["two_theta_step"]
+    )
+
+
+def model_wavelength(meta: dict[str, Any]) -> float:
+    """The wavelength (Å) the model described by ``meta`` was trained at."""
+    return parse_wavelength(meta["preprocessing"]["pattern"]["wavelength"])
 
 
 def read_model_meta(model_dir: Path) -> dict[str, Any]:
@@ -96,9 +120,15 @@ def read_model_meta(model_dir: Path) -> dict[str, Any]:
     return meta
 
 
-def load_classifier(model_dir: Path) -> Classifier:
-    """Load a model directory written by the train stage."""
+def load_classifier(model_dir: Path, engine: str = "auto") -> Classifier:
+    """Load a model directory written by the train stage.
+
+    ``engine``: "auto" runs the model's numpy export when the directory has one (no Keras
+    start-up, seconds faster), else Keras; "keras" always uses Keras, the reference.
+    """
     meta = read_model_meta(model_dir)
+    if engine == "auto" and (model_dir / INFERENCE_FILE).exists():
+        return Classifier(NumpyModel.load(model_dir / INFERENCE_FILE), meta, model_dir)
     import keras
 
     try:
@@ -194,11 +224,8 @@ def prepare_measured(
 def prepare_structure(structure: Any, meta: dict[str, Any]) -> Prepared:
     """The simulated pattern of a structure, made exactly as the training patterns were."""
     settings = meta["preprocessing"]["pattern"]
-    grid = TwoThetaGrid(
-        settings["two_theta_min"], settings["two_theta_max"], settings["two_theta_step"]
-    )
     intensities = pattern_from_structure(
-        structure, settings["wavelength"], grid, settings["sigma_points"]
+        structure, settings["wavelength"], model_grid(meta), settings["sigma_points"]
     )
     return Prepared(intensities, parse_wavelength(settings["wavelength"]), 1.0)
 
@@ -240,37 +267,41 @@ def find_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return files, skipped
 
 
-def _prepare_file(
-    path: Path, classifier: Classifier, wavelength: float | None, background: str, smooth: float
+def prepare_file(
+    path: Path, meta: dict[str, Any], wavelength: float | None, background: str, smooth: float
 ) -> list[tuple[str, str, Prepared]]:
+    """Every pattern in the file ``path`` ready for the model described by ``meta``, as
+    (source, kind, prepared); kind is "measured", or "structure" for a CIF structure."""
     from xrdsym.measured import NoPowderData, read_measured
 
     try:
         measured = read_measured(path)
     except NoPowderData:
         return [
-            (
-                str(path.parent / record.id),
-                "structure",
-                prepare_structure(record.structure, classifier.meta),
-            )
+            (str(path.parent / record.id), "structure", prepare_structure(record.structure, meta))
             for record in _read_structures(path)
         ]
+    grid, model_lambda = model_grid(meta), model_wavelength(meta)
     return [
         (
             pattern.source,
             "measured",
             prepare_measured(
-                pattern,
-                wavelength,
-                classifier.wavelength,
-                classifier.grid,
-                background=background,
-                smooth=smooth,
+                pattern, wavelength, model_lambda, grid, background=background, smooth=smooth
             ),
         )
         for pattern in measured
     ]
+
+
+def _prepare_or_fail(path: Path, **settings: Any) -> list[tuple[str, str, Prepared]] | str:
+    """:func:`prepare_file`, or the reason it failed as one line."""
+    try:
+        return prepare_file(path, **settings)
+    except XrdsymError as exc:
+        return str(exc).removeprefix(f"{path}: ")
+    except Exception as exc:  # simulating an odd structure can fail in pymatgen itself
+        return f"{exc.__class__.__name__}: {exc}"
 
 
 def _read_structures(path: Path) -> list[Any]:
@@ -286,28 +317,37 @@ def _read_structures(path: Path) -> list[Any]:
     return items
 
 
-def predict_files(
-    classifier: Classifier,
+def prepare_files(
+    meta: dict[str, Any],
     files: list[Path],
     *,
     wavelength: float | None,
     background: str,
     smooth: float,
-    k: int,
-) -> tuple[list[Prediction], list[tuple[str, str]]]:
-    """Classify every pattern in ``files``; a file that fails is recorded as (path, reason)
-    and the others go on."""
-    from tqdm import tqdm
+    n_jobs: int,
+) -> tuple[list[tuple[str, str, Prepared]], list[tuple[str, str]]]:
+    """Every pattern in ``files`` ready for the model described by ``meta``, read in
+    ``n_jobs`` processes; a file that fails is recorded as (path, reason) and the rest go on."""
+    from xrdsym.parallel import parallel_map
 
+    worker = functools.partial(
+        _prepare_or_fail, meta=meta, wavelength=wavelength, background=background, smooth=smooth
+    )
     prepared: list[tuple[str, str, Prepared]] = []
     failures: list[tuple[str, str]] = []
-    for path in tqdm(files, desc="reading", unit="file", disable=len(files) < 50):
-        try:
-            prepared.extend(_prepare_file(path, classifier, wavelength, background, smooth))
-        except XrdsymError as exc:
-            failures.append((str(path), str(exc).removeprefix(f"{path}: ")))
-        except Exception as exc:  # simulating an odd structure can fail in pymatgen itself
-            failures.append((str(path), f"{exc.__class__.__name__}: {exc}"))
+    results = parallel_map(worker, files, n_jobs, "reading", show_progress=len(files) >= 50)
+    for path, result in zip(files, results, strict=True):
+        if isinstance(result, str):
+            failures.append((str(path), result))
+        else:
+            prepared.extend(result)
+    return prepared, failures
+
+
+def classify(
+    classifier: Classifier, prepared: list[tuple[str, str, Prepared]], k: int
+) -> list[Prediction]:
+    """The top ``k`` classes and all probabilities of every prepared pattern."""
     predictions = []
     for start in range(0, len(prepared), PREDICT_BATCH * 16):
         batch = prepared[start : start + PREDICT_BATCH * 16]
@@ -324,4 +364,4 @@ def predict_files(
                     ready.intensities,
                 )
             )
-    return predictions, failures
+    return predictions

@@ -18,7 +18,7 @@ from xrdsym.evaluation import classification_metrics, confusion
 from xrdsym.inputs import model_inputs, read_split
 from xrdsym.io import write_json, write_table
 from xrdsym.plots import plot_calibration, plot_class_balance, plot_confusion, plot_example
-from xrdsym.prediction import PREDICT_BATCH, load_classifier
+from xrdsym.prediction import load_classifier
 from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, TWO_THETA_FILE
 
 PARAMS: tuple[str, ...] = ()
@@ -29,10 +29,10 @@ def run(
 ) -> None:
     """Write the metrics JSON, the confusion matrix (CSV for DVC, PNG), the calibration
     figures (reliability, accuracy against coverage) and the paper's figures."""
-    classifier = load_classifier(model_dir)
-    meta, classes, model = classifier.meta, classifier.classes, classifier.model
+    classifier = load_classifier(model_dir, engine="keras")  # the reference, not the export
+    meta, classes = classifier.meta, classifier.classes
     inputs, y_true, ids = read_split(meta["input"], images_dir, patterns_dir, "test", classes)
-    raw = model.predict(inputs, batch_size=PREDICT_BATCH, verbose=0)
+    raw = classifier.outputs(inputs)
     probabilities = apply_temperature(raw, meta["temperature"])
     y_pred = np.argmax(probabilities, axis=1)
 
