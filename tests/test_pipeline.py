@@ -21,7 +21,21 @@ TINY = {
     "two_theta_step": 0.05,
     "images": {"method": "raster", "size": 32, "colormap": "viridis"},
     "train": {"epochs": 2, "batch_size": 16, "alpha": 0.35, "patience": 2},
+    "evaluate": {"extra_sets": ["evaluation_sets/tiny"]},
 }
+NACL = Structure.from_spacegroup(
+    "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+)
+
+
+def _tiny_extra_set(folder: Path) -> None:
+    """Two real structures and a broken CIF: the extra set that evaluate scores."""
+    folder.mkdir(parents=True)
+    NACL.to(filename=str(folder / "nacl.cif"))
+    Structure(
+        Lattice.hexagonal(3.21, 5.21), ["Mg", "Mg"], [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]]
+    ).to(filename=str(folder / "mg.cif"))
+    (folder / "broken.cif").write_text("data_broken\n_cell_length_a 5.0\n")
 
 
 def _copy_repo(target: Path) -> None:
@@ -51,6 +65,7 @@ def _run(repo: Path, *command: str) -> str:
 def test_repro_then_nothing_then_sigma_sweep_then_1d_model(tmp_path):
     repo = tmp_path / "repo"
     _copy_repo(repo)
+    _tiny_extra_set(repo / "evaluation_sets" / "tiny")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     for key, value in TINY.items():
         params[key] = {**params[key], **value} if isinstance(value, dict) else value
@@ -68,6 +83,10 @@ def test_repro_then_nothing_then_sigma_sweep_then_1d_model(tmp_path):
     assert 0 <= metrics["accuracy"] <= 1 and metrics["n_test"] > 0
     assert set(metrics["per_class"]) == set(params["classes"])
     assert 0 <= metrics["calibration"]["ece"] <= 1 and metrics["calibration"]["temperature"] > 0
+    tiny = metrics["extra_sets"]["tiny"]
+    assert (tiny["n_test"], tiny["n_rejected"]) == (2, 1)
+    assert "nacl.cif" in (repo / "plots" / "evaluate" / "extra_tiny.csv").read_text()
+    assert "broken.cif" in (repo / "plots" / "evaluate" / "extra_tiny_rejects.csv").read_text()
     for figure in [
         "confusion.png",
         "class_balance.png",
@@ -114,8 +133,6 @@ def test_repro_then_nothing_then_sigma_sweep_then_1d_model(tmp_path):
     assert metrics["n_test"] > 0 and 0 <= metrics["accuracy"] <= 1
 
     # `xrdsym predict` finds the model the pipeline trained and classifies a structure with it.
-    Structure.from_spacegroup(
-        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-    ).to(filename=str(repo / "nacl.cif"))
+    NACL.to(filename=str(repo / "nacl.cif"))
     answer = _run(repo, "xrdsym", "predict", "nacl.cif", "--top-k", "7")
     assert "trained by the pipeline" in answer and "nacl.cif\tstructure" in answer

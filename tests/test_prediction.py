@@ -1,21 +1,18 @@
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
+from conftest import GRID
 from pymatgen.io.cif import CifWriter
 
-from xrdsym import __version__
 from xrdsym.cli import main
 from xrdsym.diffraction import TwoThetaGrid, pattern_from_structure, simulate_peaks
 from xrdsym.errors import XrdsymError
 from xrdsym.inference import INFERENCE_FILE, save_inference
 from xrdsym.measured import MeasuredPattern, NoPowderData, parse_wavelength, read_measured
-from xrdsym.models import build_cnn1d
 from xrdsym.prediction import (
     META_FILE,
-    MODEL_FILE,
     MODEL_FORMAT,
     convert_wavelength,
     find_inputs,
@@ -24,38 +21,6 @@ from xrdsym.prediction import (
     prepare_structure,
     read_model_meta,
 )
-
-CLASSES = ["cubic", "hexagonal", "tetragonal"]
-GRID = TwoThetaGrid(0, 90, 0.1)
-
-
-@pytest.fixture
-def model_dir(tmp_path):
-    """A real (untrained) 1D model directory as the train stage writes it."""
-    keras.utils.set_random_seed(0)
-    directory = tmp_path / "model"
-    directory.mkdir()
-    build_cnn1d(GRID.size, len(CLASSES), dropout=0.0).save(directory / MODEL_FILE)
-    meta = {
-        "format": MODEL_FORMAT,
-        "xrdsym_version": __version__,
-        "model": "cnn1d",
-        "input": "pattern",
-        "classes": CLASSES,
-        "preprocessing": {
-            "pattern": {
-                "wavelength": "CuKa",
-                "two_theta_min": GRID.start,
-                "two_theta_max": GRID.stop,
-                "two_theta_step": GRID.step,
-                "sigma_points": 2,
-            },
-            "image": None,
-        },
-        "temperature": 1.5,
-    }
-    (directory / META_FILE).write_text(json.dumps(meta))
-    return directory
 
 
 def _measured(structure, wavelength: str, low: float, high: float, step: float = 0.01):

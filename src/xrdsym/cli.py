@@ -59,7 +59,8 @@ def _train(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from xrdsym.stages import evaluate
 
-    evaluate.run(args.model, args.images, args.patterns, args.metrics, args.plots)
+    params = _params(args, evaluate.PARAMS)
+    evaluate.run(params, args.model, args.images, args.patterns, args.metrics, args.plots)
 
 
 def _model_dir(given: Path | None) -> tuple[Path, str]:
@@ -223,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", type=Path, default=Path("models"))
     sub.add_argument("--live", type=Path, default=Path("metrics/train"), help="DVCLive folder")
 
-    sub = stage("evaluate", "score the model on the test split", _evaluate, reads_params=False)
+    sub = stage("evaluate", "score the model on the test split and the extra sets", _evaluate)
     sub.add_argument("--model", type=Path, default=Path("models"))
     sub.add_argument("--images", type=Path, default=Path("data/images"))
     sub.add_argument("--patterns", type=Path, default=Path("data/patterns"))

@@ -15,14 +15,17 @@ def classification_metrics(
     """Accuracy, macro-F1, weighted-F1 and per-class precision, recall, F1 and support.
 
     ``y_true`` and ``y_pred`` are class indices into ``classes``. A class with no prediction
-    (or no support) gets precision (or recall) 0, as scikit-learn's ``zero_division=0``.
+    (or no support) gets precision (or recall) 0, as scikit-learn's ``zero_division=0``;
+    macro-F1 averages over the classes present in ``y_true``.
     """
     labels = np.arange(len(classes))
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
+    # Macro-F1 over the classes the patterns hold: a class absent from a small evaluation set
+    # has no F1 to average (on the test split every class is present).
     _, _, macro_f1, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average="macro", zero_division=0
+        y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0
     )
     _, _, weighted_f1, _ = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, average="weighted", zero_division=0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,38 +16,51 @@ from xrdsym.calibration import (
     negative_log_likelihood,
     reliability_table,
 )
+from xrdsym.errors import XrdsymError
 from xrdsym.evaluation import classification_metrics, confusion
 from xrdsym.inputs import model_inputs, read_split
-from xrdsym.io import write_json, write_table
+from xrdsym.io import rejects_table, write_json, write_table
+from xrdsym.parallel import parallel_map
 from xrdsym.plots import plot_calibration, plot_class_balance, plot_confusion, plot_example
-from xrdsym.prediction import load_classifier
+from xrdsym.prediction import Classifier, load_classifier, prepare_structure
+from xrdsym.sources import Reject, StructureRecord
+from xrdsym.sources.cif_dir import iter_cif_dir
 from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, TWO_THETA_FILE
+from xrdsym.symmetry import analyse_symmetry
 
-PARAMS: tuple[str, ...] = ()
+PARAMS = ("n_jobs", "evaluate")
 
 
 def run(
-    model_dir: Path, images_dir: Path, patterns_dir: Path, metrics_path: Path, plots_dir: Path
+    params: dict[str, Any],
+    model_dir: Path,
+    images_dir: Path,
+    patterns_dir: Path,
+    metrics_path: Path,
+    plots_dir: Path,
 ) -> None:
     """Write the metrics JSON, the confusion matrix (CSV for DVC, PNG), the calibration
-    figures (reliability, accuracy against coverage) and the paper's figures."""
+    figures (reliability, accuracy against coverage) and the paper's figures; score every
+    extra set of CIFs too (params evaluate.extra_sets), each in its own metrics section."""
     classifier = load_classifier(model_dir, engine="keras")  # the reference, not the export
     meta, classes = classifier.meta, classifier.classes
     inputs, y_true, ids = read_split(meta["input"], images_dir, patterns_dir, "test", classes)
     raw = classifier.outputs(inputs)
+    metrics = scores(raw, y_true, classes, meta["temperature"])
     probabilities = apply_temperature(raw, meta["temperature"])
     y_pred = np.argmax(probabilities, axis=1)
-
-    metrics = classification_metrics(y_true, y_pred, classes)
-    metrics["calibration"] = {
-        "temperature": meta["temperature"],
-        "ece": expected_calibration_error(probabilities, y_true),
-        "ece_uncalibrated": expected_calibration_error(raw, y_true),
-        "nll": negative_log_likelihood(probabilities, y_true),
-        "nll_uncalibrated": negative_log_likelihood(raw, y_true),
-    }
-    write_json(metrics_path, metrics)
     plots_dir.mkdir(parents=True, exist_ok=True)
+    metrics["extra_sets"] = {}
+    for folder in map(Path, params["evaluate"]["extra_sets"]):
+        extra, predictions, rejects = score_structure_set(classifier, folder, params["n_jobs"])
+        metrics["extra_sets"][folder.name] = extra
+        write_table(plots_dir / f"extra_{folder.name}.csv", predictions)
+        write_table(plots_dir / f"extra_{folder.name}_rejects.csv", rejects_table(rejects))
+        print(
+            f"evaluate: {folder}: accuracy {extra.get('accuracy', float('nan')):.3f} on "
+            f"{extra['n_test']} structures, {extra['n_rejected']} rejected"
+        )
+    write_json(metrics_path, metrics)
     coverage = accuracy_coverage(probabilities, y_true)
     reliability = reliability_table(probabilities, y_true)
     write_table(plots_dir / "accuracy_coverage.csv", coverage)
@@ -82,3 +97,80 @@ def run(
         f"ECE {metrics['calibration']['ece']:.3f} on {metrics['n_test']} test patterns "
         f"-> {metrics_path}"
     )
+
+
+def scores(
+    raw: np.ndarray, y_true: np.ndarray, classes: list[str], temperature: float
+) -> dict[str, Any]:
+    """Classification metrics of the calibrated probabilities, and the calibration metrics
+    before and after temperature scaling, from the model's raw softmax outputs."""
+    probabilities = apply_temperature(raw, temperature)
+    metrics = classification_metrics(y_true, np.argmax(probabilities, axis=1), classes)
+    metrics["calibration"] = {
+        "temperature": temperature,
+        "ece": expected_calibration_error(probabilities, y_true),
+        "ece_uncalibrated": expected_calibration_error(raw, y_true),
+        "nll": negative_log_likelihood(probabilities, y_true),
+        "nll_uncalibrated": negative_log_likelihood(raw, y_true),
+    }
+    return metrics
+
+
+def _label_and_simulate(record: StructureRecord, meta: dict[str, Any]) -> tuple | str:
+    """Space group, crystal system and model-ready pattern of one structure, or why not."""
+    settings = meta["preprocessing"]["pattern"]
+    try:
+        space_group, crystal_system = analyse_symmetry(
+            record.structure, settings["symprec"], settings["angle_tolerance"]
+        )
+        return space_group, crystal_system, prepare_structure(record.structure, meta).intensities
+    except Exception as exc:  # pymatgen or spglib failing on one structure is recorded
+        return f"{exc.__class__.__name__}: {exc}"
+
+
+def score_structure_set(
+    classifier: Classifier, folder: Path, n_jobs: int
+) -> tuple[dict[str, Any], pd.DataFrame, list[dict[str, str]]]:
+    """Metrics of ``classifier`` on every structure in the CIFs under ``folder``, labelled by
+    symmetry analysis and simulated as the training patterns were; the per-structure
+    predictions; and the structures that could not be used, with the reason."""
+    if not folder.is_dir():
+        raise XrdsymError(f"evaluate.extra_sets: {folder} is not a folder of CIF files")
+    records, rejects = [], []
+    for item in iter_cif_dir(folder, n_jobs):
+        (rejects.append(item.to_row()) if isinstance(item, Reject) else records.append(item))
+    worker = functools.partial(_label_and_simulate, meta=classifier.meta)
+    rows, patterns = [], []
+    results = parallel_map(worker, records, n_jobs, f"simulating {folder.name}")
+    for record, result in zip(records, results, strict=True):
+        if isinstance(result, str):
+            rejects.append(Reject(record.id, "evaluate:xrd", result).to_row())
+        elif result[1] not in classifier.classes:
+            reason = f"crystal system {result[1]} is not one of the model's classes"
+            rejects.append(Reject(record.id, "evaluate:label", reason).to_row())
+        else:
+            space_group, crystal_system, pattern = result
+            formula = record.structure.composition.reduced_formula
+            rows.append(
+                {
+                    "id": record.id,
+                    "formula": formula,
+                    "space_group": space_group,
+                    "actual": crystal_system,
+                }
+            )
+            patterns.append(pattern)
+    table = pd.DataFrame(rows, columns=["id", "formula", "space_group", "actual"])
+    if not rows:
+        return {"n_test": 0, "n_rejected": len(rejects)}, table, rejects
+    y_true = np.array([classifier.classes.index(name) for name in table["actual"]])
+    meta = classifier.meta
+    raw = classifier.outputs(
+        model_inputs(np.stack(patterns), meta["input"], meta["preprocessing"]["image"])
+    )
+    metrics = scores(raw, y_true, classifier.classes, meta["temperature"])
+    metrics["n_rejected"] = len(rejects)
+    probabilities = apply_temperature(raw, meta["temperature"])
+    table["predicted"] = np.asarray(classifier.classes)[np.argmax(probabilities, axis=1)]
+    table["probability"] = probabilities.max(axis=1).round(4)
+    return metrics, table, rejects
