@@ -1,10 +1,15 @@
-"""Shared fixtures: small real structures built with pymatgen, a small model directory."""
+"""Shared fixtures: small real structures built with pymatgen, a small model directory, no
+network, a small copy of matminer's Materials Project dataset."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import socket
 
 import keras
+import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
@@ -63,3 +68,50 @@ def model_dir(tmp_path):
     }
     (directory / META_FILE).write_text(json.dumps(meta))
     return directory
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every name lookup and connection fails, as on a machine without network."""
+
+    def no_name(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "no network in this test")
+
+    def no_route(*args, **kwargs):
+        raise OSError(errno.ENETUNREACH, "no network in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_name)
+    monkeypatch.setattr(socket.socket, "connect", no_route)
+
+
+@pytest.fixture
+def write_mp_all(monkeypatch):
+    """A function writing a small mp_all_20181018 (material id -> structure) into a data_home
+    folder in the dataset's own format (matminer's store_dataframe_as_json, the dataset's
+    columns); it returns the file's path."""
+    from matminer.datasets import dataset_retrieval, get_dataset_columns
+    from matminer.utils.io import store_dataframe_as_json
+
+    from xrdsym.sources.matminer import DATASET, dataset_path
+
+    def write(data_home, structures: dict[str, Structure]):
+        known = {
+            "mpid": list(structures),
+            "formula": [s.composition.reduced_formula for s in structures.values()],
+            "structure": list(structures.values()),
+            "initial structure": list(structures.values()),
+        }
+        nan = [float("nan")] * len(structures)
+        table = pd.DataFrame({c: known.get(c, nan) for c in get_dataset_columns(DATASET)})
+        path = dataset_path(data_home)
+        data_home.mkdir(parents=True, exist_ok=True)
+        store_dataframe_as_json(table, str(path), pbar=False)
+        # A file is checked against the sha256 in matminer's metadata (by matminer after its
+        # download, by xrdsym before loading): the small file gets its own sha256 there, in a
+        # copy of the metadata that only this test sees.
+        metadata = dataset_retrieval._load_dataset_dict()
+        metadata[DATASET]["hash"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        monkeypatch.setattr(dataset_retrieval, "_dataset_dict", metadata)
+        return path
+
+    return write

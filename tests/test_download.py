@@ -29,7 +29,11 @@ def test_sources_are_combined_deduplicated_and_counted(tmp_path, rock_salt):
     metrics = json.loads((tmp_path / "download.json").read_text())
     assert metrics["n_structures"] == 3 and metrics["n_rejected"] == 2
     assert metrics["n_duplicates"] == 1 and metrics["n_unreadable"] == 1
-    assert metrics["per_source"] == {
-        "cif_dir": {"read": 2, "kept": 1},
-        "synthetic": {"read": 2, "kept": 2},
-    }
+    assert metrics["n_same_material_id"] == 0
+    cif_dir, synthetic = metrics["per_source"]["cif_dir"], metrics["per_source"]["synthetic"]
+    assert (cif_dir["read"], cif_dir["kept"], synthetic["read"], synthetic["kept"]) == (2, 1, 2, 2)
+    # Rock salt is cubic, and so is every synthetic crystal asked in a cubic group: cubic is
+    # the highest symmetry, analysis cannot find more.
+    assert cif_dir["read_per_class"]["cubic"] == 2 and cif_dir["kept_per_class"]["cubic"] == 1
+    assert metrics["per_class"]["read"]["cubic"] == 4 and metrics["per_class"]["kept"]["cubic"] == 3
+    assert sum(metrics["per_class"]["read"].values()) == 4

@@ -1,9 +1,19 @@
 import numpy as np
 import pandas as pd
+import pytest
 
+from xrdsym.augmentation import AugmentSettings
+from xrdsym.diffraction import Peaks, PeakTable, TwoThetaGrid
+from xrdsym.errors import XrdsymError
 from xrdsym.imaging import image_file_name, pattern_image, read_image_split, write_png
-from xrdsym.inputs import model_inputs, read_pattern_split, read_split
-from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE
+from xrdsym.inputs import (
+    augmented_pattern_inputs,
+    model_inputs,
+    read_pattern_split,
+    read_peak_split,
+    read_split,
+)
+from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, PEAKS_FILE
 
 
 def _store(tmp_path):
@@ -43,3 +53,36 @@ def test_images_drawn_in_memory_equal_the_stored_pngs(tmp_path):
     x, _, _ = read_split("image", tmp_path / "images", tmp_path, "test", ["cubic", "trigonal"])
     assert np.array_equal(x, stored)
     assert model_inputs(patterns, "pattern", None).shape == (5, 50, 1)
+
+
+def test_peak_split_is_in_the_order_of_the_pattern_split(tmp_path):
+    _store(tmp_path)
+    with pytest.raises(XrdsymError, match=r"peaks\.npz is missing"):
+        read_peak_split(tmp_path, "test", ["cubic", "trigonal"])
+    # Structure i has i + 1 peaks at 20 + i degrees and a lattice of side i + 2 Å.
+    peak_lists = [
+        Peaks(np.full(i + 1, 20.0 + i), np.full(i + 1, 100.0), np.ones((i + 1, 3), int))
+        for i in range(5)
+    ]
+    lattices = [np.eye(3) / (i + 2) for i in range(5)]
+    table = PeakTable.from_peaks(peak_lists, lattices)
+    np.savez(tmp_path / PEAKS_FILE, **vars(table))
+    peaks, y, ids = read_peak_split(tmp_path, "test", ["cubic", "trigonal"])
+    _, y_patterns, ids_patterns = read_pattern_split(tmp_path, "test", ["cubic", "trigonal"])
+    assert ids == ids_patterns == ["a", "e", "b", "d"] and np.array_equal(y, y_patterns)
+    for place, position in enumerate([1, 4, 0, 3]):
+        assert np.array_equal(peaks.peaks(place).two_theta, peak_lists[position].two_theta)
+        assert np.allclose(peaks.reciprocal_lattices[place], lattices[position])
+    settings = AugmentSettings(instrument_fwhm_deg=(0.2, 0.2))
+    grid = TwoThetaGrid(10, 30, 0.05)
+    x = augmented_pattern_inputs(
+        np.array([0, 2]),
+        np.random.default_rng(0),
+        table=peaks,
+        grid=grid,
+        wavelength_angstrom=1.54184,
+        settings=settings,
+    )
+    assert x.shape == (2, grid.size, 1) and x.dtype == np.float32
+    # Structure "a" (position 1) has its peak at 21 degrees, "b" (position 0) at 20.
+    assert grid.values[np.argmax(x[:, :, 0], axis=1)] == pytest.approx([21.0, 20.0])

@@ -1,7 +1,7 @@
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-from xrdsym.diffraction import TwoThetaGrid
+from xrdsym.diffraction import PeakTable, TwoThetaGrid, pattern_from_peaks, simulate_peaks
 from xrdsym.sources import Reject, StructureRecord
 from xrdsym.stages.patterns import process_record
 
@@ -22,7 +22,7 @@ def test_label_is_the_analysed_crystal_system_not_the_requested_one():
         fcc,
         {"requested_space_group": 1, "requested_crystal_system": "triclinic"},
     )
-    row, pattern = _process(record)
+    row, pattern, peaks, reciprocal = _process(record)
     assert row == {
         "id": "x1",
         "formula": "Al",
@@ -31,6 +31,10 @@ def test_label_is_the_analysed_crystal_system_not_the_requested_one():
         "source": "synthetic",
     }
     assert pattern.shape == (GRID.size,) and np.isclose(pattern.max(), 1.0)
+    # The pattern is made from the peaks returned beside it, simulated once.
+    assert np.array_equal(pattern, pattern_from_peaks(peaks, GRID, 5))
+    assert peaks.hkl.shape == (len(peaks.two_theta), 3)
+    assert np.allclose(reciprocal, np.eye(3) / 4.05)
 
 
 def test_a_structure_that_fails_becomes_a_reject():
@@ -82,3 +86,16 @@ def test_stage_lists_rejects_and_counts_them(tmp_path, rock_salt, rutile):
     patterns = np.load(tmp_path / "patterns" / "patterns.npy")
     assert list(index["id"]) == ["ok0", "ok2", "ok4"]
     assert patterns.shape == (3, GRID.size) and patterns.dtype == np.float32
+
+    # The peak lists, in index order: smoothing them again gives the stored patterns exactly.
+    with np.load(tmp_path / "patterns" / "peaks.npz") as stored:
+        table = PeakTable(**{name: stored[name] for name in stored.files})
+    assert len(table) == 3 and table.hkl.shape == (len(table.two_theta), 3)
+    for position in range(3):
+        assert np.array_equal(
+            pattern_from_peaks(table.peaks(position), GRID, 5), patterns[position]
+        )
+    reference = simulate_peaks(rock_salt, "CuKa", (0, 90))
+    assert np.array_equal(table.peaks(0).two_theta, reference.two_theta)
+    assert np.array_equal(table.peaks(0).hkl, reference.hkl)
+    assert np.allclose(table.reciprocal_lattices, np.eye(3) / 5.64)

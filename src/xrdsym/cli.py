@@ -31,16 +31,21 @@ def _params(args: argparse.Namespace, keys: Sequence[str]) -> dict:
 
 
 def _download(args: argparse.Namespace) -> None:
+    from xrdsym.parallel import dask_scheduler
     from xrdsym.stages import download
 
-    download.run(_params(args, download.PARAMS), args.out, args.metrics)
+    params = _params(args, download.PARAMS)
+    with dask_scheduler(params["dask_scheduler"], params["n_jobs"]):
+        download.run(params, args.out, args.metrics)
 
 
 def _patterns(args: argparse.Namespace) -> None:
+    from xrdsym.parallel import dask_scheduler
     from xrdsym.stages import patterns
 
     params = _params(args, patterns.PARAMS)
-    patterns.run(params, args.structures, args.out, args.metrics)
+    with dask_scheduler(params["dask_scheduler"], params["n_jobs"]):
+        patterns.run(params, args.structures, args.out, args.metrics)
 
 
 def _images(args: argparse.Namespace) -> None:

@@ -13,11 +13,12 @@ from typing import Any
 
 import yaml
 
+from xrdsym.augmentation import AugmentSettings
 from xrdsym.errors import ParamsError
 from xrdsym.symmetry import CRYSTAL_SYSTEMS
 from xrdsym.wavelengths import WAVELENGTHS
 
-SOURCES = ("synthetic", "cif_dir")
+SOURCES = ("synthetic", "cif_dir", "matminer", "mp_api")
 # Each model and what it reads: "image" (square RGB images from the images stage) or
 # "pattern" (the normalised 1D pattern itself, one channel).
 MODEL_INPUTS = {"mobilenetv2": "image", "cnn1d": "pattern"}
@@ -134,14 +135,33 @@ def _sources(value: Any) -> None:
         raise _fail("source", value, "lists a source twice")
 
 
+def _subsection(section: dict[str, Any], key: str, names: Iterable[str]) -> dict[str, Any]:
+    """``section[name]`` (params key ``key``), checked to be a mapping holding ``names``."""
+    subsection = section[key.rsplit(".", 1)[-1]]
+    if not isinstance(subsection, dict):
+        raise _fail(key, subsection, "must be a mapping")
+    missing = [name for name in names if name not in subsection]
+    if missing:
+        raise ParamsError(f"params.yaml: missing key '{key}.{missing[0]}'")
+    return subsection
+
+
 def _download(section: dict[str, Any]) -> None:
     if not isinstance(section["cif_dir"], str) or not section["cif_dir"]:
         raise _fail("download.cif_dir", section["cif_dir"], "must be a folder path")
-    synthetic = section["synthetic"]
+    matminer = _subsection(section, "download.matminer", ("data_home", "limit"))
+    if not isinstance(matminer["data_home"], str) or not matminer["data_home"]:
+        raise _fail("download.matminer.data_home", matminer["data_home"], "must be a folder path")
+    if matminer["limit"] is not None:
+        _integer("download.matminer.limit", matminer["limit"], minimum=1)
+    per_system = _subsection(section, "download.mp_api", ("per_system",))["per_system"]
+    if not isinstance(per_system, dict) or not per_system:
+        raise _fail("download.mp_api.per_system", per_system, "must map crystal systems to counts")
+    for system, count in per_system.items():
+        _choice("download.mp_api.per_system", system, CRYSTAL_SYSTEMS)
+        _integer(f"download.mp_api.per_system.{system}", count, minimum=1)
     key = "download.synthetic"
-    missing = [name for name in SYNTHETIC_KEYS if name not in synthetic]
-    if missing:
-        raise ParamsError(f"params.yaml: missing key '{key}.{missing[0]}'")
+    synthetic = _subsection(section, key, SYNTHETIC_KEYS)
     _integer(f"{key}.max_species", synthetic["max_species"], minimum=1)
     _integer(f"{key}.max_atoms", synthetic["max_atoms"], minimum=1)
     _integer(f"{key}.max_attempts", synthetic["max_attempts"], minimum=1)
@@ -185,6 +205,15 @@ def _train(section: dict[str, Any]) -> None:
     dropout = _number("train.dropout", section["dropout"], minimum=0)
     if dropout >= 1:
         raise _fail("train.dropout", dropout, "must be in [0, 1)")
+    _integer("train.augment.workers", section["augment"]["workers"], minimum=1)
+    AugmentSettings.from_params(section["augment"])
+
+
+def _dask_scheduler(value: Any) -> None:
+    if value is not None and not (isinstance(value, str) and (value == "local" or "://" in value)):
+        raise _fail(
+            "dask_scheduler", value, "must be null, local or an address like tcp://host:8786"
+        )
 
 
 _KEY_CHECKS: dict[str, Callable[[Any], None]] = {
@@ -193,6 +222,7 @@ _KEY_CHECKS: dict[str, Callable[[Any], None]] = {
     "source": _sources,
     "n_per_class": lambda v: _integer("n_per_class", v, minimum=1),
     "n_jobs": lambda v: _integer("n_jobs", v, minimum=1),
+    "dask_scheduler": _dask_scheduler,
     "wavelength": _wavelength,
     "sigma": lambda v: _number("sigma", v, minimum=0, strict=True),
     "model": lambda v: _choice("model", v, MODEL_INPUTS),

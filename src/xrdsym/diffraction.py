@@ -7,6 +7,7 @@ grid points broadens them, and the result is rescaled to [0, 1].
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -42,10 +43,15 @@ class TwoThetaGrid:
 
 @dataclass(frozen=True)
 class Peaks:
-    """Diffraction peaks of one structure: positions in degrees 2θ, intensities scaled to 100."""
+    """Diffraction peaks of one structure: positions in degrees 2θ, intensities scaled to 100.
+
+    ``hkl`` (n_peaks x 3 integers), when known, is one reflection of each peak's family, as
+    pymatgen reports it (preferred-orientation augmentation needs a direction per peak).
+    """
 
     two_theta: np.ndarray
     intensities: np.ndarray
+    hkl: np.ndarray | None = None
 
 
 def simulate_peaks(
@@ -61,7 +67,10 @@ def simulate_peaks(
     pattern = XRDCalculator(wavelength=wavelength).get_pattern(
         structure, scaled=True, two_theta_range=two_theta_range
     )
-    return Peaks(np.asarray(pattern.x, dtype=float), np.asarray(pattern.y, dtype=float))
+    # hkl may have four indices (Miller-Bravais, hexagonal cells): i = -(h + k) is dropped.
+    hkl = [family[0]["hkl"] for family in pattern.hkls]
+    hkl = np.array([[h[0], h[1], h[-1]] for h in hkl], dtype=int).reshape(-1, 3)
+    return Peaks(np.asarray(pattern.x, dtype=float), np.asarray(pattern.y, dtype=float), hkl)
 
 
 def peaks_on_grid(peaks: Peaks, grid: TwoThetaGrid) -> np.ndarray:
@@ -87,16 +96,87 @@ def smooth_and_normalise(sticks: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def normalise(intensities: np.ndarray) -> np.ndarray:
-    """Rescale to [0, 1] (float32); ValueError for a pattern with no intensity."""
-    low, high = intensities.min(), intensities.max()
-    if high <= low:
+    """Rescale each pattern (the last axis) to [0, 1] (float32); ValueError for a pattern with
+    no intensity."""
+    low = intensities.min(axis=-1, keepdims=True)
+    high = intensities.max(axis=-1, keepdims=True)
+    if np.any(high <= low):
         raise ValueError("no diffraction peaks in the 2θ range")
     return ((intensities - low) / (high - low)).astype(np.float32)
+
+
+def pattern_from_peaks(peaks: Peaks, grid: TwoThetaGrid, sigma: float) -> np.ndarray:
+    """The paper's pattern from ``peaks``: float32 on ``grid``, smoothed with ``sigma`` grid
+    points, in [0, 1]. Every stored, evaluated and predicted pattern is made here."""
+    return smooth_and_normalise(peaks_on_grid(peaks, grid), sigma)
 
 
 def pattern_from_structure(
     structure: Structure, wavelength: str | float, grid: TwoThetaGrid, sigma: float
 ) -> np.ndarray:
     """The paper's pattern of ``structure``: float32 on ``grid``, smoothed, in [0, 1]."""
-    peaks = simulate_peaks(structure, wavelength, (grid.start, grid.stop))
-    return smooth_and_normalise(peaks_on_grid(peaks, grid), sigma)
+    return pattern_from_peaks(
+        simulate_peaks(structure, wavelength, (grid.start, grid.stop)), grid, sigma
+    )
+
+
+@dataclass(frozen=True)
+class PeakTable:
+    """The peak lists of many structures in flat arrays, as the patterns stage stores them.
+
+    Structure ``i``'s peaks are rows ``offsets[i]:offsets[i + 1]`` of ``two_theta`` (degrees),
+    ``intensities`` (scaled to 100 per structure) and ``hkl`` (one reflection per peak's family,
+    n_peaks x 3); ``reciprocal_lattices[i]`` holds the rows a*, b*, c* of its reciprocal lattice
+    in 1/Å (no 2π), the basis ``hkl`` refers to.
+    """
+
+    two_theta: np.ndarray
+    intensities: np.ndarray
+    hkl: np.ndarray
+    offsets: np.ndarray
+    reciprocal_lattices: np.ndarray
+
+    @classmethod
+    def from_peaks(
+        cls, peak_lists: Sequence[Peaks], reciprocal_lattices: Sequence[np.ndarray]
+    ) -> PeakTable:
+        """Stack the peak lists (each with ``hkl``) and their reciprocal lattices (3 x 3, 1/Å)."""
+        counts = [len(peaks.two_theta) for peaks in peak_lists]
+        return cls(
+            two_theta=np.concatenate([p.two_theta for p in peak_lists] or [np.zeros(0)]),
+            intensities=np.concatenate([p.intensities for p in peak_lists] or [np.zeros(0)]),
+            # Miller indices of peaks below 90 degrees stay far inside int16's range.
+            hkl=np.concatenate([p.hkl for p in peak_lists] or [np.zeros((0, 3))]).astype(np.int16),
+            offsets=np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]),
+            reciprocal_lattices=np.asarray(reciprocal_lattices, dtype=float).reshape(-1, 3, 3),
+        )
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def peaks(self, position: int) -> Peaks:
+        """The peaks of structure ``position``."""
+        rows = slice(self.offsets[position], self.offsets[position + 1])
+        return Peaks(self.two_theta[rows], self.intensities[rows], self.hkl[rows])
+
+    def rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row numbers of the peaks of the structures at ``positions``, and for each row its
+        place in ``positions`` (0 for the first structure asked for, 1 for the next, ...)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        counts = self.offsets[positions + 1] - self.offsets[positions]
+        owner = np.repeat(np.arange(len(positions)), counts)
+        # Row k of structure j: its first row plus k, computed for all rows at once.
+        starts = np.repeat(self.offsets[positions] - np.cumsum(counts) + counts, counts)
+        return starts + np.arange(counts.sum()), owner
+
+    def subset(self, positions: np.ndarray) -> PeakTable:
+        """The table of the structures at ``positions``, in that order."""
+        rows, owner = self.rows(positions)
+        counts = np.bincount(owner, minlength=len(positions))
+        return PeakTable(
+            self.two_theta[rows],
+            self.intensities[rows],
+            self.hkl[rows],
+            np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]),
+            self.reciprocal_lattices[np.asarray(positions, dtype=np.int64)],
+        )

@@ -1,7 +1,8 @@
 """What a model reads: images (the paper's MobileNetV2) or the 1D pattern itself.
 
 Training and evaluation read a split from the pipeline's stores; prediction turns patterns on
-the model's 2θ grid into the same inputs in memory, through the same functions.
+the model's 2θ grid into the same inputs in memory, through the same functions. With
+augmentation, training makes its 1D inputs afresh from the stored peak lists.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xrdsym.augmentation import AugmentSettings, augment_patterns
+from xrdsym.diffraction import PeakTable, TwoThetaGrid
 from xrdsym.errors import XrdsymError
 from xrdsym.imaging import pattern_image, read_image_split
-from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE
+from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, PEAKS_FILE
 
 
-def read_pattern_split(
-    patterns_dir: Path, split: str, classes: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Patterns of one split as (N x points x 1 float32, class indices, ids), sorted by class
-    then id, as :func:`xrdsym.imaging.read_image_split` orders images."""
+def _split_rows(patterns_dir: Path, split: str, classes: Sequence[str]) -> pd.DataFrame:
+    """index.csv rows of one split's patterns of ``classes``, sorted by class then id, with
+    their row number in the store (``position``) and class index (``label``)."""
     index = pd.read_csv(patterns_dir / INDEX_FILE, dtype={"id": str})
     index["position"] = np.arange(len(index))
     index["label"] = index["crystal_system"].map({name: i for i, name in enumerate(classes)})
@@ -31,10 +32,36 @@ def read_pattern_split(
         raise XrdsymError(
             f"{patterns_dir}: no {split} patterns of the classes {', '.join(classes)}"
         )
-    chosen = chosen.sort_values(["label", "id"])
+    return chosen.sort_values(["label", "id"])
+
+
+def read_pattern_split(
+    patterns_dir: Path, split: str, classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Patterns of one split as (N x points x 1 float32, class indices, ids), sorted by class
+    then id, as :func:`xrdsym.imaging.read_image_split` orders images."""
+    chosen = _split_rows(patterns_dir, split, classes)
     patterns = np.load(patterns_dir / PATTERNS_FILE, mmap_mode="r")
     x = np.asarray(patterns[chosen["position"].to_numpy()], dtype=np.float32)
     return x[..., np.newaxis], chosen["label"].to_numpy(int), chosen["id"].tolist()
+
+
+def read_peak_split(
+    patterns_dir: Path, split: str, classes: Sequence[str]
+) -> tuple[PeakTable, np.ndarray, list[str]]:
+    """Peak lists of one split (with their reciprocal lattices), class indices and ids, in the
+    order of :func:`read_pattern_split`."""
+    path = patterns_dir / PEAKS_FILE
+    if not path.exists():
+        raise XrdsymError(
+            f"{path} is missing (written by the patterns stage since peak lists are kept): "
+            "re-run `dvc repro patterns` to train with augmentation"
+        )
+    chosen = _split_rows(patterns_dir, split, classes)
+    with np.load(path) as stored:
+        table = PeakTable(**{name: stored[name] for name in stored.files})
+    peaks = table.subset(chosen["position"].to_numpy())
+    return peaks, chosen["label"].to_numpy(int), chosen["id"].tolist()
 
 
 def read_split(
@@ -58,3 +85,18 @@ def model_inputs(
             [pattern_image(p, image_settings["size"], image_settings["colormap"]) for p in patterns]
         )
     return patterns[..., np.newaxis]
+
+
+def augmented_pattern_inputs(
+    positions: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    table: PeakTable,
+    grid: TwoThetaGrid,
+    wavelength_angstrom: float,
+    settings: AugmentSettings,
+) -> np.ndarray:
+    """Inputs of a model reading patterns (N x points x 1), made afresh from the peak lists at
+    ``positions`` of ``table`` with perturbations drawn from ``rng``."""
+    patterns = augment_patterns(table, positions, grid, wavelength_angstrom, settings, rng)
+    return model_inputs(patterns, "pattern", None)

@@ -1,8 +1,11 @@
-"""Training loop: Keras ``fit`` on in-memory arrays, logged to DVCLive, backend-agnostic."""
+"""Training loop: Keras ``fit`` on in-memory arrays or on batches made fresh every epoch,
+logged to DVCLive, backend-agnostic."""
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,6 +36,51 @@ class DVCLiveLogger(keras.callbacks.Callback):
         self.live.next_step()
 
 
+class FreshBatches(keras.utils.PyDataset):
+    """Training batches made anew each epoch by ``make_inputs(positions, rng)``: a new order of
+    the samples, and a new random stream for every batch.
+
+    The stream of batch ``i`` in epoch ``e`` is seeded by (seed, e, i), so the batches do not
+    depend on which worker makes them or in what order Keras asks for them.
+
+    Args:
+        labels: class index of each sample.
+        make_inputs: model inputs of the samples at ``positions`` (a numpy integer array),
+            drawn with the numpy Generator ``rng``.
+        batch_size: samples per batch; the last batch of an epoch may be smaller.
+        seed: seeds the order and the batches.
+        workers: threads Keras uses to make batches ahead of the model (PyDataset's
+            ``workers``; 1 makes them in the training loop, where only TensorFlow prefetches).
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        make_inputs: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+        batch_size: int,
+        seed: int,
+        workers: int = 1,
+    ):
+        super().__init__(workers=workers)
+        self.labels = np.asarray(labels)
+        self.make_inputs = make_inputs
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.labels))
+        positions = order[index * self.batch_size : (index + 1) * self.batch_size]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return self.make_inputs(positions, rng), self.labels[positions]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Optimisation settings: epochs, batch size, Adam learning rate, early-stopping patience,
@@ -58,13 +106,13 @@ class FitResult:
 
 def fit(
     model: keras.Model,
-    train: tuple[np.ndarray, np.ndarray],
+    train: tuple[np.ndarray, np.ndarray] | FreshBatches,
     val: tuple[np.ndarray, np.ndarray],
     settings: TrainSettings,
     live: Live,
 ) -> FitResult:
-    """Train ``model`` in place on (inputs, class indices); keep the weights with the best
-    validation loss."""
+    """Train ``model`` in place on (inputs, class indices), or on batches made fresh every
+    epoch; keep the weights with the best validation loss."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=settings.learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -73,13 +121,17 @@ def fit(
     stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=settings.patience, restore_best_weights=True
     )
+    # Batches made on the fly come batched already; arrays are cut into batches by Keras.
+    x, y, batch_size = (
+        (train, None, None) if isinstance(train, FreshBatches) else (*train, settings.batch_size)
+    )
     start = time.perf_counter()
     history = model.fit(
-        train[0],
-        train[1],
+        x,
+        y,
         validation_data=val,
         epochs=settings.epochs,
-        batch_size=settings.batch_size,
+        batch_size=batch_size,
         class_weight=settings.class_weight,
         callbacks=[DVCLiveLogger(live), stopping],
         verbose=2,

@@ -2,7 +2,7 @@
 
 A source is a generator of :class:`StructureRecord` (a structure to keep) or :class:`Reject`
 (an item that failed, with its reason); :func:`iter_source` picks one by name. A new source
-(the Materials Project, say) is one module here and one branch there.
+is one module here and one branch there.
 """
 
 from __future__ import annotations
@@ -75,5 +75,14 @@ def iter_source(
         from xrdsym.sources.cif_dir import iter_cif_dir
 
         yield from iter_cif_dir(Path(settings["cif_dir"]), n_jobs)
+    elif name == "matminer":
+        from xrdsym.sources.matminer import iter_matminer
+
+        section = settings["matminer"]
+        yield from iter_matminer(Path(section["data_home"]), section["limit"], seed)
+    elif name == "mp_api":
+        from xrdsym.sources.mp_api import iter_mp_api
+
+        yield from iter_mp_api(settings["mp_api"]["per_system"])
     else:
         raise ValueError(f"unknown source {name!r}")

@@ -1,8 +1,11 @@
-"""Combining sources: the same material from two sources is kept once.
+"""Combining sources: the same material from two sources is kept once, and counted by class.
 
-Duplicates are found by pymatgen's StructureMatcher among structures with the same reduced
-formula (comparing across formulas could never match, and grouping keeps it fast). The first
-occurrence, in source order, is kept; every later one becomes a reject naming the one kept.
+Two Materials Project sources (matminer's 2018 copy, the API) name the same material by the
+same material id: a later record with an id already read is dropped first, cheaply. The
+remaining duplicates are found by pymatgen's StructureMatcher among structures with the same
+reduced formula (comparing across formulas could never match, and grouping keeps it fast). In
+both, the first occurrence in source order is kept; every later one becomes a reject naming
+the one kept.
 """
 
 from __future__ import annotations
@@ -15,6 +18,36 @@ from pymatgen.core import Structure
 
 from xrdsym.parallel import parallel_map
 from xrdsym.sources import Reject, StructureRecord
+from xrdsym.symmetry import analyse_symmetry
+
+# The tolerances of the Materials Project's own symmetry field (emmet-core's SYMPREC in Å and
+# ANGLE_TOL in degrees): structures whose source states no crystal system are analysed with
+# them, so that every source's counts mean the same thing.
+MP_SYMPREC_ANGSTROM = 0.1
+MP_ANGLE_TOLERANCE_DEGREES = 5.0
+# Counted for a structure spglib cannot analyse; the patterns stage rejects it with the reason.
+UNKNOWN_SYSTEM = "unknown"
+
+
+def remove_same_material_ids(
+    records: Iterable[StructureRecord],
+) -> tuple[list[StructureRecord], list[Reject]]:
+    """The records whose Materials Project id (``meta["material_id"]``) an earlier record
+    already has removed, and a reject for each one removed; records without one all stay."""
+    first_source: dict[str, str] = {}
+    kept, rejects = [], []
+    for record in records:
+        material_id = record.meta.get("material_id")
+        if material_id in first_source:
+            reason = (
+                f"Materials Project id {material_id} already read from {first_source[material_id]}"
+            )
+            rejects.append(Reject(record.id, "download:dedup", reason))
+            continue
+        if material_id is not None:
+            first_source[material_id] = record.source
+        kept.append(record)
+    return kept, rejects
 
 
 def matching_groups(structures: Sequence[Structure]) -> list[list[int]]:
@@ -48,3 +81,22 @@ def remove_duplicates(
         for p, first in sorted(duplicate_of.items())
     ]
     return kept, rejects
+
+
+def crystal_system_of_structure(structure: Structure) -> str:
+    """The crystal system spglib finds at the Materials Project's tolerances, or "unknown"."""
+    try:
+        return analyse_symmetry(structure, MP_SYMPREC_ANGSTROM, MP_ANGLE_TOLERANCE_DEGREES)[1]
+    except Exception:  # spglib fails on a few odd cells, with several exception types
+        return UNKNOWN_SYSTEM
+
+
+def crystal_systems(records: Sequence[StructureRecord], n_jobs: int = 1) -> list[str]:
+    """The crystal system of every record: the one its source states (``meta["crystal_system"]``,
+    as the Materials Project's API does), else spglib's (:func:`crystal_system_of_structure`)."""
+    stated = [record.meta.get("crystal_system") for record in records]
+    unstated = [r.structure for r, system in zip(records, stated, strict=True) if system is None]
+    found = iter(
+        list(parallel_map(crystal_system_of_structure, unstated, n_jobs, "crystal systems"))
+    )
+    return [system if system is not None else next(found) for system in stated]

@@ -6,8 +6,10 @@ same seed gives the same structures whatever the number of worker processes.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import signal
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,22 +59,39 @@ class AttemptTimeout(Exception):
 
 @contextmanager
 def _time_limit(seconds: float) -> Iterator[None]:
-    """Raise AttemptTimeout in the block after ``seconds`` of wall time (Unix main thread).
+    """Raise AttemptTimeout in the block after ``seconds`` of wall time.
 
     Some PyXtal draws never finish placing their atoms; without a limit one of them stalls
-    the whole stage.
+    the whole stage. In the main thread a SIGALRM timer interrupts the draw; elsewhere (a Dask
+    worker runs tasks in a thread) a timer thread raises the exception in the drawing thread.
     """
+    if threading.current_thread() is threading.main_thread():
 
-    def expire(signum, frame):
-        raise AttemptTimeout(f"placement took longer than {seconds:g} s")
+        def expire(signum, frame):
+            raise AttemptTimeout
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return
+    thread_id = ctypes.c_ulong(threading.get_ident())
+    timer = threading.Timer(
+        seconds,
+        ctypes.pythonapi.PyThreadState_SetAsyncExc,
+        (thread_id, ctypes.py_object(AttemptTimeout)),
+    )
+    timer.start()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        timer.cancel()
+        timer.join()
+        # A timer that fired just as the block ended leaves the exception pending: clear it.
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(thread_id, None)
 
 
 def random_composition(
@@ -132,8 +151,8 @@ def generate_structure(
                     factor=settings.volume_factor,
                     random_state=int(rng.integers(2**31)),
                 )
-        except AttemptTimeout as exc:
-            last_error = str(exc)
+        except AttemptTimeout:
+            last_error = f"placement took longer than {settings.attempt_timeout_s:g} s"
             continue
         except Exception as exc:  # PyXtal signals failures with many exception types
             last_error = f"pyxtal: {exc.__class__.__name__}: {exc}"

@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from xrdsym.io import atomic_path, rejects_table, write_json, write_jsonl_gz, write_table
 from xrdsym.sources import Reject, StructureRecord, iter_source
-from xrdsym.sources.combine import remove_duplicates
+from xrdsym.sources.combine import crystal_systems, remove_duplicates, remove_same_material_ids
+from xrdsym.symmetry import CRYSTAL_SYSTEMS
 
-PARAMS = ("seed", "classes", "source", "n_per_class", "n_jobs", "download")
+PARAMS = ("seed", "classes", "source", "n_per_class", "n_jobs", "dask_scheduler", "download")
 STRUCTURES_FILE = "structures.jsonl.gz"
 REJECTS_FILE = "rejects.csv"
+
+
+def _counts(rows: Sequence[tuple[str, str, bool]], systems: Sequence[str]) -> dict[str, Any]:
+    """Structures read and kept, in all and per crystal system, of (source, crystal system,
+    kept) rows."""
+    return {
+        "read": len(rows),
+        "kept": sum(kept for _, _, kept in rows),
+        "read_per_class": {c: sum(system == c for _, system, _ in rows) for c in systems},
+        "kept_per_class": {
+            c: sum(system == c and kept for _, system, kept in rows) for c in systems
+        },
+    }
 
 
 def run(params: dict[str, Any], out_dir: Path, metrics_path: Path) -> None:
     """Write ``out_dir/structures.jsonl.gz`` and ``out_dir/rejects.csv``, and the counts.
 
     ``source`` is one source name or a list of them; their structures are combined in that
-    order and duplicates removed (see :mod:`xrdsym.sources.combine`).
+    order and duplicates removed, first by Materials Project id, then by structure (see
+    :mod:`xrdsym.sources.combine`). The metrics count the structures per source and per
+    crystal system, read and kept.
     """
     sources = [params["source"]] if isinstance(params["source"], str) else params["source"]
     records: list[StructureRecord] = []
@@ -34,11 +50,18 @@ def run(params: dict[str, Any], out_dir: Path, metrics_path: Path) -> None:
             settings=params["download"],
         ):
             (rejects if isinstance(item, Reject) else records).append(item)
-    read = Counter(record.source for record in records)
     unreadable = len(rejects)
-    kept, duplicates = remove_duplicates(records, params["n_jobs"])
-    rejects += duplicates
-    kept_per_source = Counter(record.source for record in kept)
+    unique, same_ids = remove_same_material_ids(records)
+    kept, duplicates = remove_duplicates(unique, params["n_jobs"])
+    rejects += same_ids + duplicates
+    # By object identity: two sources may give records the same id.
+    kept_objects = {id(record) for record in kept}
+    rows = [
+        (record.source, system, id(record) in kept_objects)
+        for record, system in zip(records, crystal_systems(records, params["n_jobs"]), strict=True)
+    ]
+    systems = [*CRYSTAL_SYSTEMS, *sorted({system for _, system, _ in rows} - set(CRYSTAL_SYSTEMS))]
+    totals = _counts(rows, systems)
 
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
@@ -50,13 +73,15 @@ def run(params: dict[str, Any], out_dir: Path, metrics_path: Path) -> None:
             "n_structures": count,
             "n_rejected": len(rejects),
             "n_unreadable": unreadable,
+            "n_same_material_id": len(same_ids),
             "n_duplicates": len(duplicates),
             "per_source": {
-                name: {"read": read[name], "kept": kept_per_source[name]} for name in sources
+                name: _counts([row for row in rows if row[0] == name], systems) for name in sources
             },
+            "per_class": {"read": totals["read_per_class"], "kept": totals["kept_per_class"]},
         },
     )
     print(
-        f"download: {count} structures, {unreadable} rejected, "
-        f"{len(duplicates)} duplicates removed -> {out_dir}"
+        f"download: {count} structures, {unreadable} rejected, {len(same_ids)} repeated "
+        f"Materials Project ids and {len(duplicates)} duplicates removed -> {out_dir}"
     )

@@ -3,6 +3,7 @@ loss, calibrate its probabilities on the validation split, save a self-describin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -14,15 +15,19 @@ from dvclive import Live
 from sklearn.utils.class_weight import compute_class_weight
 
 from xrdsym import __version__
+from xrdsym.augmentation import AugmentSettings
 from xrdsym.calibration import apply_temperature, fit_temperature, negative_log_likelihood
 from xrdsym.config import MODEL_INPUTS
-from xrdsym.inputs import read_split
+from xrdsym.diffraction import TwoThetaGrid
+from xrdsym.errors import ParamsError
+from xrdsym.inputs import augmented_pattern_inputs, read_peak_split, read_split
 from xrdsym.io import atomic_path, write_json
+from xrdsym.measured import parse_wavelength
 from xrdsym.models import build_model
 from xrdsym.prediction import META_FILE, MODEL_FILE, MODEL_FORMAT
 from xrdsym.stages.images import SETTINGS_FILE as IMAGE_SETTINGS_FILE
 from xrdsym.stages.patterns import SETTINGS_FILE as PATTERN_SETTINGS_FILE
-from xrdsym.training import TrainSettings, fit
+from xrdsym.training import FreshBatches, TrainSettings, fit
 
 PARAMS = ("seed", "classes", "model", "train")
 
@@ -40,6 +45,36 @@ def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> dict[int, fl
     return weights
 
 
+def augmented_batches(
+    patterns_dir: Path,
+    pattern_settings: dict[str, Any],
+    classes: list[str],
+    augment: AugmentSettings,
+    section: dict[str, Any],
+    seed: int,
+) -> tuple[FreshBatches, np.ndarray]:
+    """Training batches made from the training split's peak lists, perturbed afresh every
+    epoch on the patterns stage's grid and wavelength, and the split's class indices."""
+    table, labels, _ = read_peak_split(patterns_dir, "train", classes)
+    make_inputs = functools.partial(
+        augmented_pattern_inputs,
+        table=table,
+        grid=TwoThetaGrid(
+            pattern_settings["two_theta_min"],
+            pattern_settings["two_theta_max"],
+            pattern_settings["two_theta_step"],
+        ),
+        wavelength_angstrom=parse_wavelength(pattern_settings["wavelength"]),
+        settings=augment,
+    )
+    # Threads, not processes: nothing is copied or pickled, and numpy releases the GIL in most
+    # of its array loops.
+    batches = FreshBatches(
+        labels, make_inputs, section["batch_size"], seed, workers=section["augment"]["workers"]
+    )
+    return batches, labels
+
+
 def run(
     params: dict[str, Any],
     images_dir: Path,
@@ -52,14 +87,27 @@ def run(
     section = params["train"]
     classes = list(params["classes"])
     input_kind = MODEL_INPUTS[params["model"]]
+    augment = AugmentSettings.from_params(section["augment"])
+    if augment is not None and input_kind == "image":
+        raise ParamsError(
+            f"params.yaml: train.augment.enabled=true is invalid for model {params['model']}: "
+            "it trains on the images stage's fixed images; augmentation is for cnn1d"
+        )
     keras.utils.set_random_seed(params["seed"])
     pattern_settings = json.loads((patterns_dir / PATTERN_SETTINGS_FILE).read_text())
     image_settings = None
     if input_kind == "image":
         image_settings = json.loads((images_dir / IMAGE_SETTINGS_FILE).read_text())["image"]
-    x_train, y_train, _ = read_split(input_kind, images_dir, patterns_dir, "train", classes)
+    # Validation (and later the test split) always reads the stored, fixed patterns.
     x_val, y_val, _ = read_split(input_kind, images_dir, patterns_dir, "val", classes)
-    model = build_model(params["model"], x_train.shape[1:], len(classes), section)
+    if augment is None:
+        x_train, y_train, _ = read_split(input_kind, images_dir, patterns_dir, "train", classes)
+        train_data = (x_train, y_train)
+    else:
+        train_data, y_train = augmented_batches(
+            patterns_dir, pattern_settings, classes, augment, section, params["seed"]
+        )
+    model = build_model(params["model"], x_val.shape[1:], len(classes), section)
     settings = TrainSettings(
         epochs=section["epochs"],
         batch_size=section["batch_size"],
@@ -68,12 +116,13 @@ def run(
         class_weight=class_weights(y_train, len(classes), section["class_weight"]),
     )
     print(
-        f"train: {params['model']} on {len(x_train)} training and {len(x_val)} validation "
-        f"{input_kind}s, {model.count_params():,} parameters, "
+        f"train: {params['model']} on {len(y_train)} training "
+        f"{'patterns augmented afresh every epoch' if augment else input_kind + 's'} and "
+        f"{len(x_val)} validation {input_kind}s, {model.count_params():,} parameters, "
         f"Keras backend {keras.backend.backend()}"
     )
     with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
-        result = fit(model, (x_train, y_train), (x_val, y_val), settings, live)
+        result = fit(model, train_data, (x_val, y_val), settings, live)
         val_probabilities = model.predict(x_val, batch_size=settings.batch_size, verbose=0)
         temperature = fit_temperature(val_probabilities, y_val)
         # DVCLive's summary holds the last epoch; record which epoch's weights were kept.
@@ -81,7 +130,7 @@ def run(
         live.summary["best_val_loss"] = result.best_val_loss
         live.summary["epochs_run"] = result.epochs_run
         live.summary["train_seconds"] = round(result.seconds, 1)
-        live.summary["n_train"] = len(x_train)
+        live.summary["n_train"] = len(y_train)
         live.summary["n_val"] = len(x_val)
         live.summary["temperature"] = round(temperature, 4)
         live.summary["val_nll_calibrated"] = negative_log_likelihood(
