@@ -50,6 +50,11 @@ def test_a_stage_sees_only_its_keys(params):
         ({"two_theta_min": 40, "two_theta_max": 40}, "two_theta_min=40"),
         ({"two_theta_step": 100}, "two_theta_step=100"),
         ({"images": {"method": "raster", "size": 16, "colormap": "viridis"}}, "images.size=16"),
+        (
+            {"images": {"method": "raster", "size": 32, "colormap": "viridis", "png": "yes"}},
+            "images.png",
+        ),
+        ({"dask_scheduler": "somewhere"}, "dask_scheduler='somewhere'"),
         ({"images": {"method": "raster", "size": 64, "colormap": "nope"}}, "images.colormap"),
         ({"wavelength": "XyKa"}, "wavelength='XyKa'"),
         ({"n_per_class": 0}, "n_per_class=0"),

@@ -1,12 +1,12 @@
 import matplotlib
 import numpy as np
+from PIL import Image
 
 from xrdsym.imaging import (
     colorize,
     image_file_name,
     pattern_image,
     raster,
-    read_image_split,
     write_png,
 )
 
@@ -35,17 +35,10 @@ def test_colorize_uses_the_matplotlib_colormap():
     assert np.array_equal(rgb[0], expected)
 
 
-def test_png_round_trip_and_split_reader(tmp_path):
-    classes = ["cubic", "trigonal"]
-    images = {}
-    for i, system in enumerate(classes):
-        folder = tmp_path / "train" / system
-        folder.mkdir(parents=True)
-        image = pattern_image(np.linspace(0, 1, 100) ** (i + 1), 32, "viridis")
-        write_png(folder / image_file_name(f"sub/id{i}.cif#2"), image)
-        images[system] = image
-    x, y, ids = read_image_split(tmp_path, "train", classes)
-    # Ids that hold a path (cif_dir) make one file each and are read back exactly.
-    assert x.shape == (2, 32, 32, 3) and list(y) == [0, 1]
-    assert ids == ["sub/id0.cif#2", "sub/id1.cif#2"]
-    assert np.array_equal(x[0], images["cubic"])
+def test_png_round_trip_keeps_ids_with_paths(tmp_path):
+    image = pattern_image(np.linspace(0, 1, 100), 32, "viridis")
+    # Ids that hold a path (cif_dir) make one file each.
+    path = tmp_path / image_file_name("sub/id0.cif#2")
+    write_png(path, image)
+    assert path.parent == tmp_path and path.name == "sub%2Fid0.cif%232.png"
+    assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), image)

@@ -1,11 +1,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from xrdsym.augmentation import AugmentSettings
 from xrdsym.diffraction import Peaks, PeakTable, TwoThetaGrid
 from xrdsym.errors import XrdsymError
-from xrdsym.imaging import image_file_name, pattern_image, read_image_split, write_png
+from xrdsym.imaging import image_file_name
 from xrdsym.inputs import (
     augmented_pattern_inputs,
     model_inputs,
@@ -13,7 +14,12 @@ from xrdsym.inputs import (
     read_peak_split,
     read_split,
 )
+from xrdsym.stages import images
+from xrdsym.stages.images import IMAGES_FILE
 from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, PEAKS_FILE
+from xrdsym.stages.patterns import SETTINGS_FILE as PATTERN_SETTINGS_FILE
+
+CLASSES = ["cubic", "trigonal"]
 
 
 def _store(tmp_path):
@@ -39,20 +45,30 @@ def test_pattern_split_is_ordered_by_class_then_id(tmp_path):
     assert np.array_equal(x[:, :, 0], patterns[[1, 4, 0, 3]])
 
 
-def test_images_drawn_in_memory_equal_the_stored_pngs(tmp_path):
-    # Prediction draws images in memory; they must be what training read from the PNGs.
-    index, patterns = _store(tmp_path)
-    settings = {"size": 32, "colormap": "viridis"}
-    for row, pattern in zip(index.itertuples(), patterns, strict=True):
-        folder = tmp_path / "images" / row.split / row.crystal_system
-        folder.mkdir(parents=True, exist_ok=True)
-        write_png(folder / image_file_name(row.id), pattern_image(pattern, 32, "viridis"))
-    stored, _, ids = read_image_split(tmp_path / "images", "test", ["cubic", "trigonal"])
+def test_images_drawn_in_memory_equal_the_stored_images(tmp_path):
+    # Prediction draws images in memory; they must be what training reads from the images
+    # stage's array, and what its PNG folders show.
+    _, patterns = _store(tmp_path)
+    (tmp_path / PATTERN_SETTINGS_FILE).write_text("{}")
+    settings = {"method": "raster", "size": 32, "colormap": "viridis", "png": True}
+    images.run({"model": "mobilenetv2", "images": settings}, tmp_path, tmp_path / "images")
+
+    stored, y, ids = read_split("image", tmp_path / "images", tmp_path, "test", CLASSES)
+
     drawn = model_inputs(patterns[[1, 4, 0, 3]], "image", settings)
-    assert ids == ["a", "e", "b", "d"] and np.array_equal(stored, drawn)
-    x, _, _ = read_split("image", tmp_path / "images", tmp_path, "test", ["cubic", "trigonal"])
-    assert np.array_equal(x, stored)
+    assert ids == ["a", "e", "b", "d"] and list(y) == [0, 0, 1, 1]
+    assert stored.dtype == np.uint8 and np.array_equal(stored, drawn)
+    png = tmp_path / "images" / "test" / "trigonal" / image_file_name("d")
+    assert np.array_equal(np.asarray(Image.open(png).convert("RGB")), drawn[3])
     assert model_inputs(patterns, "pattern", None).shape == (5, 50, 1)
+
+
+def test_image_store_of_other_patterns_is_one_error(tmp_path):
+    _store(tmp_path)
+    (tmp_path / "images").mkdir()
+    np.save(tmp_path / "images" / IMAGES_FILE, np.zeros((3, 8, 8, 3), np.uint8))
+    with pytest.raises(XrdsymError, match="3 images for 5 patterns"):
+        read_split("image", tmp_path / "images", tmp_path, "test", CLASSES)
 
 
 def test_peak_split_is_in_the_order_of_the_pattern_split(tmp_path):

@@ -184,6 +184,8 @@ def _patterns(section: dict[str, Any]) -> None:
 def _images(section: dict[str, Any]) -> None:
     _choice("images.method", section["method"], IMAGE_METHODS)
     _integer("images.size", section["size"], minimum=MIN_IMAGE_SIZE)
+    if not isinstance(section["png"], bool):
+        raise _fail("images.png", section["png"], "must be true or false")
     import matplotlib
 
     if section["colormap"] not in matplotlib.colormaps:

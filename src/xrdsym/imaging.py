@@ -10,15 +10,12 @@ points of a 0.02 degree grid is about ten pixels wide.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import matplotlib
 import numpy as np
 from PIL import Image
-
-from xrdsym.errors import XrdsymError
 
 
 def raster(intensities: np.ndarray, size: int) -> np.ndarray:
@@ -49,22 +46,3 @@ def image_file_name(record_id: str) -> str:
 def write_png(path: Path, image: np.ndarray) -> None:
     """Write an RGB uint8 image as PNG, pixel for pixel."""
     Image.fromarray(image, mode="RGB").save(path, format="PNG")
-
-
-def read_image_split(
-    images_dir: Path, split: str, classes: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Images of one split from ``images_dir/<split>/<crystal system>/<id>.png``.
-
-    Returns (images as N x size x size x 3 uint8, class indices into ``classes``, ids), sorted
-    by class then id so the order never depends on the file system.
-    """
-    images, labels, ids = [], [], []
-    for label, crystal_system in enumerate(classes):
-        for path in sorted((images_dir / split / crystal_system).glob("*.png")):
-            images.append(np.asarray(Image.open(path).convert("RGB")))
-            labels.append(label)
-            ids.append(unquote(path.stem))
-    if not images:
-        raise XrdsymError(f"{images_dir / split}: no images of the classes {', '.join(classes)}")
-    return np.stack(images), np.asarray(labels), ids

@@ -17,7 +17,8 @@ import pandas as pd
 from xrdsym.augmentation import AugmentSettings, augment_patterns
 from xrdsym.diffraction import PeakTable, TwoThetaGrid
 from xrdsym.errors import XrdsymError
-from xrdsym.imaging import pattern_image, read_image_split
+from xrdsym.imaging import pattern_image
+from xrdsym.stages.images import IMAGES_FILE
 from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, PEAKS_FILE
 
 
@@ -39,11 +40,28 @@ def read_pattern_split(
     patterns_dir: Path, split: str, classes: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Patterns of one split as (N x points x 1 float32, class indices, ids), sorted by class
-    then id, as :func:`xrdsym.imaging.read_image_split` orders images."""
+    then id."""
     chosen = _split_rows(patterns_dir, split, classes)
     patterns = np.load(patterns_dir / PATTERNS_FILE, mmap_mode="r")
     x = np.asarray(patterns[chosen["position"].to_numpy()], dtype=np.float32)
     return x[..., np.newaxis], chosen["label"].to_numpy(int), chosen["id"].tolist()
+
+
+def read_image_split(
+    images_dir: Path, patterns_dir: Path, split: str, classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images of one split as (N x size x size x 3 uint8, class indices, ids), in the order
+    of :func:`read_pattern_split`."""
+    chosen = _split_rows(patterns_dir, split, classes)
+    images = np.load(images_dir / IMAGES_FILE, mmap_mode="r")
+    n_patterns = len(np.load(patterns_dir / PATTERNS_FILE, mmap_mode="r"))
+    if len(images) != n_patterns:
+        raise XrdsymError(
+            f"{images_dir / IMAGES_FILE}: {len(images)} images for {n_patterns} patterns; "
+            "re-run `dvc repro images`"
+        )
+    x = np.asarray(images[chosen["position"].to_numpy()])
+    return x, chosen["label"].to_numpy(int), chosen["id"].tolist()
 
 
 def read_peak_split(
@@ -70,7 +88,7 @@ def read_split(
     """Model inputs, class indices and ids of one split, for a model reading ``input_kind``
     ("image" from the images stage, "pattern" from the patterns stage)."""
     if input_kind == "image":
-        return read_image_split(images_dir, split, classes)
+        return read_image_split(images_dir, patterns_dir, split, classes)
     return read_pattern_split(patterns_dir, split, classes)
 
 
