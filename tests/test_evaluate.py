@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from xrdsym.prediction import load_classifier
-from xrdsym.stages.evaluate import score_structure_set
+from xrdsym.stages.evaluate import score_structure_set, scores
 
 
 def test_extra_set_scores_structures_and_lists_rejects(tmp_path, model_dir, rock_salt, rutile):
@@ -28,3 +29,24 @@ def test_extra_set_scores_structures_and_lists_rejects(tmp_path, model_dir, rock
     reasons = {row["id"]: row["reason"] for row in rejects}
     assert set(reasons) == {"broken.cif", "triclinic.cif"}
     assert "triclinic is not one of the model's classes" in reasons["triclinic.cif"]
+
+
+def test_space_group_scores_report_top5_and_the_implied_crystal_systems():
+    classes = ["1", "2", "3", "225", "229"]  # triclinic, triclinic, monoclinic, cubic, cubic
+    raw = np.array(
+        [
+            [0.1, 0.2, 0.1, 0.5, 0.1],  # true 225, predicted 225
+            [0.1, 0.1, 0.1, 0.3, 0.4],  # true 225, predicted 229: wrong group, right system
+            [0.4, 0.3, 0.1, 0.1, 0.1],  # true 2, predicted 1: wrong group, right system
+            [0.1, 0.1, 0.2, 0.3, 0.3],  # true 3, predicted 225 (first of the tie)
+        ]
+    )
+    y_true = np.array([3, 3, 1, 2])
+
+    metrics = scores(raw, y_true, classes, 1.0, "space_group")
+
+    assert metrics["accuracy"] == 0.25 and metrics["top5_accuracy"] == 1.0
+    assert "per_class" not in metrics
+    systems = metrics["crystal_system"]
+    assert systems["accuracy"] == 0.75
+    assert set(systems["per_class"]) == {"cubic", "monoclinic", "triclinic"}

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from sklearn.metrics import top_k_accuracy_score
 
-from xrdsym.evaluation import classification_metrics, confusion, metrics_table
+from xrdsym.evaluation import classification_metrics, confusion, metrics_table, top_k_accuracy
 
 
 def test_metrics_by_hand():
@@ -41,3 +42,12 @@ def test_table_has_a_row_per_class_and_the_averages():
     assert table[2] == "| cubic | 0.50 | 1.00 | 0.67 | 1 |"
     assert table[3] == "| trigonal | 1.00 | 0.50 | 0.67 | 2 |"
     assert table[4] == "| **accuracy** | | | 0.67 | 3 |"
+
+
+def test_top_k_accuracy_matches_scikit_learn():
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(12), size=200)
+    y_true = rng.integers(0, 12, 200)
+    for k in (1, 3, 5):
+        expected = top_k_accuracy_score(y_true, probabilities, k=k, labels=np.arange(12))
+        assert top_k_accuracy(probabilities, y_true, k) == pytest.approx(expected)

@@ -132,7 +132,21 @@ def test_repro_then_nothing_then_sigma_sweep_then_1d_model(tmp_path):
     metrics = json.loads((repo / "metrics" / "metrics.json").read_text())
     assert metrics["n_test"] > 0 and 0 <= metrics["accuracy"] <= 1
 
-    # `xrdsym predict` finds the model the pipeline trained and classifies a structure with it.
     NACL.to(filename=str(repo / "nacl.cif"))
+    # A space-group model on the same patterns: only train and evaluate run again.
+    NACL.to(filename=str(repo / "nacl.cif"))
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "1D model")
+    space_group = _run(repo, "dvc", "exp", "run", "-S", "target=space_group")
+    assert "Running stage 'patterns'" not in space_group
+    assert "Running stage 'train'" in space_group and "Running stage 'evaluate'" in space_group
+    meta = json.loads((repo / "models" / "model.json").read_text())
+    assert meta["target"] == "space_group" and len(meta["classes"]) == 230
+    metrics = json.loads((repo / "metrics" / "metrics.json").read_text())
+    assert 0 <= metrics["accuracy"] <= metrics["top5_accuracy"] <= 1
+    assert set(metrics["crystal_system"]["per_class"]) == set(params["classes"])
+    assert "space group (calibrated probability)" in _run(repo, "xrdsym", "predict", "nacl.cif")
+
+    # `xrdsym predict` finds the model the pipeline trained and classifies a structure with it.
     answer = _run(repo, "xrdsym", "predict", "nacl.cif", "--top-k", "7")
     assert "trained by the pipeline" in answer and "nacl.cif\tstructure" in answer

@@ -6,6 +6,7 @@ from xrdsym.symmetry import (
     SPACE_GROUP_RANGES,
     analyse_symmetry,
     crystal_system_of_space_group,
+    target_classes,
 )
 
 
@@ -47,3 +48,12 @@ def test_label_comes_from_the_atoms_not_from_how_the_cell_was_written():
         Lattice.cubic(4.05), ["Al"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
     )
     assert analyse_symmetry(cell, 0.1, 5) == (225, "cubic")
+
+
+def test_target_classes():
+    systems = ["cubic", "triclinic"]
+    assert target_classes("crystal_system", systems) == systems
+    assert target_classes("space_group", systems) == ["1", "2", *map(str, range(195, 231))]
+    all_systems = ["cubic", "hexagonal", "monoclinic", "orthorhombic", "tetragonal"]
+    all_systems += ["triclinic", "trigonal"]
+    assert target_classes("space_group", all_systems) == [str(n) for n in range(1, 231)]

@@ -120,6 +120,8 @@ def _predict(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     predictions = classify(classifier, prepared, args.top_k)
+    # What the classes are: crystal systems, or space-group numbers.
+    target = meta.get("target", "crystal_system")
     grid = classifier.grid
     for prediction in predictions:
         if prediction.covered_fraction < 0.999:
@@ -135,9 +137,7 @@ def _predict(args: argparse.Namespace) -> int:
             "kind": p.kind,
             "wavelength_angstrom": round(p.wavelength, 6),
             "covered_fraction": round(p.covered_fraction, 4),
-            "predictions": [
-                {"crystal_system": name, "probability": round(prob, 4)} for name, prob in p.top
-            ],
+            "predictions": [{target: name, "probability": round(prob, 4)} for name, prob in p.top],
         }
         for p in predictions
     ]
@@ -154,12 +154,12 @@ def _predict(args: argparse.Namespace) -> int:
         for row in rows:
             ranked = {}
             for rank, item in enumerate(row["predictions"], start=1):
-                ranked[f"class_{rank}"] = item["crystal_system"]
+                ranked[f"class_{rank}"] = item[target]
                 ranked[f"probability_{rank}"] = item["probability"]
             flat.append({k: v for k, v in row.items() if k != "predictions"} | ranked)
         write_table(args.csv, pd.DataFrame(flat))
     else:
-        print(_prediction_table(rows))
+        print(_prediction_table(rows, target))
     if args.plot:
         from xrdsym.plots import plot_predictions
 
@@ -172,17 +172,18 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prediction_table(rows: list[dict]) -> str:
+def _prediction_table(rows: list[dict], target: str) -> str:
     lines = []
     for row in rows:
         ranked = "  ".join(
-            f"{item['crystal_system']} {item['probability']:.2f}" for item in row["predictions"]
+            f"{item[target]} {item['probability']:.2f}" for item in row["predictions"]
         )
         lines.append(
             f"{row['source']}\t{row['kind']}\t{row['wavelength_angstrom']:.4f} Å\t"
             f"{row['covered_fraction']:.0%}\t{ranked}"
         )
-    header = "file\tkind\twavelength\tcovered\tcrystal system (calibrated probability)"
+    what = target.replace("_", " ")
+    header = f"file\tkind\twavelength\tcovered\t{what} (calibrated probability)"
     return "\n".join([header, *lines])
 
 

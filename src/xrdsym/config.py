@@ -15,7 +15,7 @@ import yaml
 
 from xrdsym.augmentation import AugmentSettings
 from xrdsym.errors import ParamsError
-from xrdsym.symmetry import CRYSTAL_SYSTEMS
+from xrdsym.symmetry import CRYSTAL_SYSTEMS, TARGETS
 from xrdsym.wavelengths import WAVELENGTHS
 
 SOURCES = ("synthetic", "cif_dir", "matminer", "mp_api")
@@ -228,6 +228,7 @@ _KEY_CHECKS: dict[str, Callable[[Any], None]] = {
     "wavelength": _wavelength,
     "sigma": lambda v: _number("sigma", v, minimum=0, strict=True),
     "model": lambda v: _choice("model", v, MODEL_INPUTS),
+    "target": lambda v: _choice("target", v, TARGETS),
 }
 _SECTION_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "download": _download,

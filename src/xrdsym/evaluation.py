@@ -47,14 +47,30 @@ def classification_metrics(
     }
 
 
+def top_k_accuracy(probabilities: np.ndarray, y_true: np.ndarray, k: int) -> float:
+    """Fraction of patterns whose true class is among the ``k`` most probable ones."""
+    top = np.argsort(-np.asarray(probabilities), axis=1, kind="stable")[:, :k]
+    return float(np.mean((top == np.asarray(y_true)[:, np.newaxis]).any(axis=1)))
+
+
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Confusion matrix: rows are the true classes, columns the predicted ones."""
     return confusion_matrix(y_true, y_pred, labels=np.arange(n_classes))
 
 
 def metrics_table(metrics: dict[str, Any]) -> str:
-    """The paper's table (per-class precision, recall, F1, support) as Markdown."""
-    lines = [
+    """The paper's table (per-class precision, recall, F1, support) as Markdown; for a
+    space-group model, the table of the crystal systems its predictions imply, after a line
+    with its space-group top-1 and top-5 accuracy."""
+    lines = []
+    if "per_class" not in metrics:
+        lines.append(
+            f"space group: top-1 accuracy {metrics['accuracy']:.2f}, top-5 accuracy "
+            f"{metrics['top5_accuracy']:.2f}, macro-F1 {metrics['macro_f1']:.2f} "
+            f"({metrics['n_test']} patterns); crystal systems implied:\n"
+        )
+        metrics = metrics["crystal_system"]
+    lines += [
         "| crystal system | precision | recall | F1 | support |",
         "|---|---:|---:|---:|---:|",
     ]

@@ -22,12 +22,16 @@ from xrdsym.stages.images import IMAGES_FILE
 from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, PEAKS_FILE
 
 
-def _split_rows(patterns_dir: Path, split: str, classes: Sequence[str]) -> pd.DataFrame:
+def _split_rows(
+    patterns_dir: Path, split: str, classes: Sequence[str], target: str
+) -> pd.DataFrame:
     """index.csv rows of one split's patterns of ``classes``, sorted by class then id, with
-    their row number in the store (``position``) and class index (``label``)."""
+    their row number in the store (``position``) and class index (``label``); ``target`` is
+    the index column the classes name (crystal_system, or space_group as "1" to "230")."""
     index = pd.read_csv(patterns_dir / INDEX_FILE, dtype={"id": str})
     index["position"] = np.arange(len(index))
-    index["label"] = index["crystal_system"].map({name: i for i, name in enumerate(classes)})
+    names = index[target].astype(str)
+    index["label"] = names.map({name: i for i, name in enumerate(classes)})
     chosen = index[(index["split"] == split) & index["label"].notna()]
     if chosen.empty:
         raise XrdsymError(
@@ -37,22 +41,27 @@ def _split_rows(patterns_dir: Path, split: str, classes: Sequence[str]) -> pd.Da
 
 
 def read_pattern_split(
-    patterns_dir: Path, split: str, classes: Sequence[str]
+    patterns_dir: Path, split: str, classes: Sequence[str], *, target: str = "crystal_system"
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Patterns of one split as (N x points x 1 float32, class indices, ids), sorted by class
     then id."""
-    chosen = _split_rows(patterns_dir, split, classes)
+    chosen = _split_rows(patterns_dir, split, classes, target)
     patterns = np.load(patterns_dir / PATTERNS_FILE, mmap_mode="r")
     x = np.asarray(patterns[chosen["position"].to_numpy()], dtype=np.float32)
     return x[..., np.newaxis], chosen["label"].to_numpy(int), chosen["id"].tolist()
 
 
 def read_image_split(
-    images_dir: Path, patterns_dir: Path, split: str, classes: Sequence[str]
+    images_dir: Path,
+    patterns_dir: Path,
+    split: str,
+    classes: Sequence[str],
+    *,
+    target: str = "crystal_system",
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images of one split as (N x size x size x 3 uint8, class indices, ids), in the order
     of :func:`read_pattern_split`."""
-    chosen = _split_rows(patterns_dir, split, classes)
+    chosen = _split_rows(patterns_dir, split, classes, target)
     images = np.load(images_dir / IMAGES_FILE, mmap_mode="r")
     n_patterns = len(np.load(patterns_dir / PATTERNS_FILE, mmap_mode="r"))
     if len(images) != n_patterns:
@@ -65,7 +74,7 @@ def read_image_split(
 
 
 def read_peak_split(
-    patterns_dir: Path, split: str, classes: Sequence[str]
+    patterns_dir: Path, split: str, classes: Sequence[str], *, target: str = "crystal_system"
 ) -> tuple[PeakTable, np.ndarray, list[str]]:
     """Peak lists of one split (with their reciprocal lattices), class indices and ids, in the
     order of :func:`read_pattern_split`."""
@@ -75,7 +84,7 @@ def read_peak_split(
             f"{path} is missing (written by the patterns stage since peak lists are kept): "
             "re-run `dvc repro patterns` to train with augmentation"
         )
-    chosen = _split_rows(patterns_dir, split, classes)
+    chosen = _split_rows(patterns_dir, split, classes, target)
     with np.load(path) as stored:
         table = PeakTable(**{name: stored[name] for name in stored.files})
     peaks = table.subset(chosen["position"].to_numpy())
@@ -83,13 +92,20 @@ def read_peak_split(
 
 
 def read_split(
-    input_kind: str, images_dir: Path, patterns_dir: Path, split: str, classes: Sequence[str]
+    input_kind: str,
+    images_dir: Path,
+    patterns_dir: Path,
+    split: str,
+    classes: Sequence[str],
+    *,
+    target: str = "crystal_system",
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Model inputs, class indices and ids of one split, for a model reading ``input_kind``
-    ("image" from the images stage, "pattern" from the patterns stage)."""
+    ("image" from the images stage, "pattern" from the patterns stage) and predicting
+    ``target``."""
     if input_kind == "image":
-        return read_image_split(images_dir, patterns_dir, split, classes)
-    return read_pattern_split(patterns_dir, split, classes)
+        return read_image_split(images_dir, patterns_dir, split, classes, target=target)
+    return read_pattern_split(patterns_dir, split, classes, target=target)
 
 
 def model_inputs(

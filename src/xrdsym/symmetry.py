@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
@@ -20,6 +21,19 @@ SPACE_GROUP_RANGES: dict[str, range] = {
     "cubic": range(195, 231),
 }
 CRYSTAL_SYSTEMS: tuple[str, ...] = tuple(sorted(SPACE_GROUP_RANGES))
+
+
+# What a model can be trained to predict (params: target).
+TARGETS = ("crystal_system", "space_group")
+
+
+def target_classes(target: str, crystal_systems: Sequence[str]) -> list[str]:
+    """The class names of ``target``: the crystal systems themselves, or every space-group
+    number (as text, "1" to "230") of those crystal systems, in numerical order."""
+    if target == "crystal_system":
+        return list(crystal_systems)
+    numbers = (n for system in crystal_systems for n in SPACE_GROUP_RANGES[system])
+    return [str(n) for n in sorted(numbers)]
 
 
 def crystal_system_of_space_group(number: int) -> str:

@@ -17,7 +17,7 @@ from xrdsym.calibration import (
     reliability_table,
 )
 from xrdsym.errors import XrdsymError
-from xrdsym.evaluation import classification_metrics, confusion
+from xrdsym.evaluation import classification_metrics, confusion, top_k_accuracy
 from xrdsym.inputs import model_inputs, read_split
 from xrdsym.io import rejects_table, write_json, write_table
 from xrdsym.parallel import parallel_map
@@ -26,7 +26,7 @@ from xrdsym.prediction import Classifier, load_classifier, prepare_structure
 from xrdsym.sources import Reject, StructureRecord
 from xrdsym.sources.cif_dir import iter_cif_dir
 from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, TWO_THETA_FILE
-from xrdsym.symmetry import analyse_symmetry
+from xrdsym.symmetry import analyse_symmetry, crystal_system_of_space_group
 
 PARAMS = ("n_jobs", "evaluate")
 
@@ -44,11 +44,13 @@ def run(
     extra set of CIFs too (params evaluate.extra_sets), each in its own metrics section."""
     classifier = load_classifier(model_dir, engine="keras")  # the reference, not the export
     meta, classes = classifier.meta, classifier.classes
-    inputs, y_true, ids = read_split(meta["input"], images_dir, patterns_dir, "test", classes)
+    target = meta.get("target", "crystal_system")
+    inputs, y_true, ids = read_split(
+        meta["input"], images_dir, patterns_dir, "test", classes, target=target
+    )
     raw = classifier.outputs(inputs)
-    metrics = scores(raw, y_true, classes, meta["temperature"])
+    metrics = scores(raw, y_true, classes, meta["temperature"], target)
     probabilities = apply_temperature(raw, meta["temperature"])
-    y_pred = np.argmax(probabilities, axis=1)
     plots_dir.mkdir(parents=True, exist_ok=True)
     metrics["extra_sets"] = {}
     for folder in map(Path, params["evaluate"]["extra_sets"]):
@@ -66,15 +68,19 @@ def run(
     write_table(plots_dir / "accuracy_coverage.csv", coverage)
     write_table(plots_dir / "reliability.csv", reliability)
     plot_calibration(reliability, coverage, plots_dir / "calibration.png")
-    names = np.asarray(classes)
+    # The confusion matrix is by crystal system, also for a space-group model (230 x 230
+    # cells would be unreadable).
+    systems, to_system = crystal_systems_of(classes, target)
+    actual, predicted = to_system[y_true], to_system[np.argmax(probabilities, axis=1)]
+    names = np.asarray(systems)
     write_table(
         plots_dir / "confusion.csv",
-        pd.DataFrame({"id": ids, "actual": names[y_true], "predicted": names[y_pred]}),
+        pd.DataFrame({"id": ids, "actual": names[actual], "predicted": names[predicted]}),
     )
-    plot_confusion(confusion(y_true, y_pred, len(classes)), classes, plots_dir / "confusion.png")
+    plot_confusion(confusion(actual, predicted, len(systems)), systems, plots_dir / "confusion.png")
 
     index = pd.read_csv(patterns_dir / INDEX_FILE, dtype={"id": str})
-    counts = index["crystal_system"].value_counts().reindex(classes, fill_value=0)
+    counts = index["crystal_system"].value_counts().reindex(systems, fill_value=0)
     write_table(
         plots_dir / "class_balance.csv",
         pd.DataFrame({"crystal_system": counts.index, "materials": counts.values}),
@@ -99,13 +105,36 @@ def run(
     )
 
 
+def crystal_systems_of(classes: list[str], target: str) -> tuple[list[str], np.ndarray]:
+    """The crystal systems ``classes`` cover, and each class's index among them (classes are
+    crystal systems, or space-group numbers of a space-group model)."""
+    if target == "crystal_system":
+        return list(classes), np.arange(len(classes))
+    of_class = [crystal_system_of_space_group(int(name)) for name in classes]
+    systems = sorted(set(of_class))
+    return systems, np.array([systems.index(system) for system in of_class])
+
+
 def scores(
-    raw: np.ndarray, y_true: np.ndarray, classes: list[str], temperature: float
+    raw: np.ndarray, y_true: np.ndarray, classes: list[str], temperature: float, target: str
 ) -> dict[str, Any]:
     """Classification metrics of the calibrated probabilities, and the calibration metrics
-    before and after temperature scaling, from the model's raw softmax outputs."""
+    before and after temperature scaling, from the model's raw softmax outputs.
+
+    For a space-group model: top-1 (``accuracy``) and top-5 accuracy and macro-F1 over space
+    groups, and the full crystal-system metrics of the systems its predictions imply, under
+    ``crystal_system`` (230 per-class rows would drown the metrics).
+    """
     probabilities = apply_temperature(raw, temperature)
-    metrics = classification_metrics(y_true, np.argmax(probabilities, axis=1), classes)
+    y_pred = np.argmax(probabilities, axis=1)
+    metrics = classification_metrics(y_true, y_pred, classes)
+    if target == "space_group":
+        del metrics["per_class"]
+        metrics["top5_accuracy"] = top_k_accuracy(probabilities, y_true, 5)
+        systems, to_system = crystal_systems_of(classes, target)
+        metrics["crystal_system"] = classification_metrics(
+            to_system[y_true], to_system[y_pred], systems
+        )
     metrics["calibration"] = {
         "temperature": temperature,
         "ece": expected_calibration_error(probabilities, y_true),
@@ -128,6 +157,12 @@ def _label_and_simulate(record: StructureRecord, meta: dict[str, Any]) -> tuple 
         return f"{exc.__class__.__name__}: {exc}"
 
 
+def _label(result: tuple, target: str) -> str:
+    """The class name of a labelled structure (space group, crystal system, pattern)."""
+    space_group, crystal_system, _ = result
+    return crystal_system if target == "crystal_system" else str(space_group)
+
+
 def score_structure_set(
     classifier: Classifier, folder: Path, n_jobs: int
 ) -> tuple[dict[str, Any], pd.DataFrame, list[dict[str, str]]]:
@@ -136,6 +171,7 @@ def score_structure_set(
     predictions; and the structures that could not be used, with the reason."""
     if not folder.is_dir():
         raise XrdsymError(f"evaluate.extra_sets: {folder} is not a folder of CIF files")
+    target = classifier.meta.get("target", "crystal_system")
     records, rejects = [], []
     for item in iter_cif_dir(folder, n_jobs):
         (rejects.append(item.to_row()) if isinstance(item, Reject) else records.append(item))
@@ -145,18 +181,18 @@ def score_structure_set(
     for record, result in zip(records, results, strict=True):
         if isinstance(result, str):
             rejects.append(Reject(record.id, "evaluate:xrd", result).to_row())
-        elif result[1] not in classifier.classes:
-            reason = f"crystal system {result[1]} is not one of the model's classes"
+        elif (label := _label(result, target)) not in classifier.classes:
+            reason = f"{target.replace('_', ' ')} {label} is not one of the model's classes"
             rejects.append(Reject(record.id, "evaluate:label", reason).to_row())
         else:
-            space_group, crystal_system, pattern = result
+            space_group, _, pattern = result
             formula = record.structure.composition.reduced_formula
             rows.append(
                 {
                     "id": record.id,
                     "formula": formula,
                     "space_group": space_group,
-                    "actual": crystal_system,
+                    "actual": label,
                 }
             )
             patterns.append(pattern)
@@ -168,7 +204,7 @@ def score_structure_set(
     raw = classifier.outputs(
         model_inputs(np.stack(patterns), meta["input"], meta["preprocessing"]["image"])
     )
-    metrics = scores(raw, y_true, classifier.classes, meta["temperature"])
+    metrics = scores(raw, y_true, classifier.classes, meta["temperature"], target)
     metrics["n_rejected"] = len(rejects)
     probabilities = apply_temperature(raw, meta["temperature"])
     table["predicted"] = np.asarray(classifier.classes)[np.argmax(probabilities, axis=1)]

@@ -21,15 +21,17 @@ from xrdsym.config import MODEL_INPUTS
 from xrdsym.diffraction import TwoThetaGrid
 from xrdsym.errors import ParamsError
 from xrdsym.inputs import augmented_pattern_inputs, read_peak_split, read_split
+from xrdsym.inference import INFERENCE_FILE, save_inference
 from xrdsym.io import atomic_path, write_json
 from xrdsym.measured import parse_wavelength
 from xrdsym.models import build_model
 from xrdsym.prediction import META_FILE, MODEL_FILE, MODEL_FORMAT
 from xrdsym.stages.images import SETTINGS_FILE as IMAGE_SETTINGS_FILE
 from xrdsym.stages.patterns import SETTINGS_FILE as PATTERN_SETTINGS_FILE
+from xrdsym.symmetry import target_classes
 from xrdsym.training import FreshBatches, TrainSettings, fit
 
-PARAMS = ("seed", "classes", "model", "train")
+PARAMS = ("seed", "classes", "target", "model", "train")
 
 
 def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> dict[int, float] | None:
@@ -49,13 +51,14 @@ def augmented_batches(
     patterns_dir: Path,
     pattern_settings: dict[str, Any],
     classes: list[str],
+    target: str,
     augment: AugmentSettings,
     section: dict[str, Any],
     seed: int,
 ) -> tuple[FreshBatches, np.ndarray]:
     """Training batches made from the training split's peak lists, perturbed afresh every
     epoch on the patterns stage's grid and wavelength, and the split's class indices."""
-    table, labels, _ = read_peak_split(patterns_dir, "train", classes)
+    table, labels, _ = read_peak_split(patterns_dir, "train", classes, target=target)
     make_inputs = functools.partial(
         augmented_pattern_inputs,
         table=table,
@@ -82,10 +85,12 @@ def run(
     model_dir: Path,
     live_dir: Path,
 ) -> None:
-    """Write ``model_dir/model.keras`` and ``model_dir/model.json`` (classes, preprocessing,
-    calibration temperature); log per-epoch loss and accuracy with DVCLive in ``live_dir``."""
+    """Write ``model_dir/model.keras``, its numpy export ``inference.npz`` where the model has
+    one, and ``model_dir/model.json`` (target, classes, preprocessing, calibration
+    temperature); log per-epoch loss and accuracy with DVCLive in ``live_dir``."""
     section = params["train"]
-    classes = list(params["classes"])
+    target = params["target"]
+    classes = target_classes(target, params["classes"])
     input_kind = MODEL_INPUTS[params["model"]]
     augment = AugmentSettings.from_params(section["augment"])
     if augment is not None and input_kind == "image":
@@ -99,13 +104,17 @@ def run(
     if input_kind == "image":
         image_settings = json.loads((images_dir / IMAGE_SETTINGS_FILE).read_text())["image"]
     # Validation (and later the test split) always reads the stored, fixed patterns.
-    x_val, y_val, _ = read_split(input_kind, images_dir, patterns_dir, "val", classes)
+    x_val, y_val, _ = read_split(
+        input_kind, images_dir, patterns_dir, "val", classes, target=target
+    )
     if augment is None:
-        x_train, y_train, _ = read_split(input_kind, images_dir, patterns_dir, "train", classes)
+        x_train, y_train, _ = read_split(
+            input_kind, images_dir, patterns_dir, "train", classes, target=target
+        )
         train_data = (x_train, y_train)
     else:
         train_data, y_train = augmented_batches(
-            patterns_dir, pattern_settings, classes, augment, section, params["seed"]
+            patterns_dir, pattern_settings, classes, target, augment, section, params["seed"]
         )
     model = build_model(params["model"], x_val.shape[1:], len(classes), section)
     settings = TrainSettings(
@@ -141,6 +150,7 @@ def run(
         "xrdsym_version": __version__,
         "model": params["model"],
         "input": input_kind,
+        "target": target,
         "classes": classes,
         "preprocessing": {"pattern": pattern_settings, "image": image_settings},
         "temperature": temperature,
@@ -154,6 +164,8 @@ def run(
     with atomic_path(model_dir) as tmp:
         tmp.mkdir()
         model.save(tmp / MODEL_FILE)
+        # The numpy export lets `xrdsym predict` answer without starting Keras (1D CNN only).
+        save_inference(model, tmp / INFERENCE_FILE)
         write_json(tmp / META_FILE, meta)
     print(
         f"train: {result.seconds:.0f} s, kept epoch {result.best_epoch} of {result.epochs_run} "
