@@ -207,6 +207,8 @@ def _train(section: dict[str, Any]) -> None:
     dropout = _number("train.dropout", section["dropout"], minimum=0)
     if dropout >= 1:
         raise _fail("train.dropout", dropout, "must be in [0, 1)")
+    if not isinstance(section["mixed_precision"], bool):
+        raise _fail("train.mixed_precision", section["mixed_precision"], "must be true or false")
     _integer("train.augment.workers", section["augment"]["workers"], minimum=1)
     AugmentSettings.from_params(section["augment"])
 

@@ -61,7 +61,7 @@ def build_mobilenetv2(
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
     x = backbone(x)
     x = keras.layers.Dropout(dropout)(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="crystal_system")(x)
+    outputs = _head(x, n_classes)
     return keras.Model(inputs, outputs, name="mobilenetv2_crystal_system")
 
 
@@ -90,8 +90,14 @@ def build_cnn1d(n_points: int, n_classes: int, *, dropout: float) -> keras.Model
     x = keras.layers.Dropout(dropout)(x)
     x = keras.layers.Dense(256, activation="relu")(x)
     x = keras.layers.Dropout(dropout)(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="crystal_system")(x)
+    outputs = _head(x, n_classes)
     return keras.Model(inputs, outputs, name="cnn1d_crystal_system")
+
+
+def _head(x: keras.KerasTensor, n_classes: int) -> keras.KerasTensor:
+    """The softmax classification head, in float32 even under mixed precision (a float16
+    softmax loses the small probabilities that calibration and top-5 need)."""
+    return keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="classes")(x)
 
 
 def build_model(

@@ -1,0 +1,162 @@
+"""Benchmark the training input pipeline: samples/s of the real training loop against the same
+model trained on random tensors of the same shape already in memory (the ceiling).
+
+    python bench/train_speed.py --steps 40 --out bench/results/train.json
+
+Run after `dvc repro` (it reads data/patterns, and data/images when the images stage drew
+them). Each case trains a fresh model for ``--steps`` batches after a warm-up (graph tracing)
+with Keras' own fit loop, the way the train stage does:
+
+- cnn1d: the stored patterns (numpy arrays cut into batches by Keras);
+- cnn1d_augmented: batches made afresh from the peak lists (params train.augment, defaults);
+- mobilenetv2: the images stage's array store (only if data/images/images.npy exists);
+- mobilenetv2_224: the paper's full-size network (alpha 1.0, 224 x 224), ceiling only, for the
+  cost of the paper profile.
+
+A ratio near 1 means the model, not the input pipeline, sets the pace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import yaml
+
+from xrdsym.augmentation import AugmentSettings
+from xrdsym.inputs import read_split
+from xrdsym.io import write_json
+from xrdsym.models import build_model
+from xrdsym.stages.images import IMAGES_FILE
+from xrdsym.stages.train import augmented_batches
+from xrdsym.training import FreshBatches
+
+CLASSES = ["cubic", "hexagonal", "monoclinic", "orthorhombic", "tetragonal", "triclinic"]
+CLASSES += ["trigonal"]
+BATCH = 32
+
+
+def _device() -> str:
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return f"jax: {jax.devices()[0].device_kind}"
+    if backend == "torch":
+        import torch
+
+        return f"torch: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"tensorflow: {gpus[0].name if gpus else 'cpu'}"
+
+
+def _samples_per_second(model: keras.Model, data: Any, labels: Any, steps: int) -> float:
+    """Samples/s of ``model.fit`` over ``steps`` batches of ``data`` (arrays or a PyDataset),
+    after one warm-up fit that traces the graph."""
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    if isinstance(data, FreshBatches):
+        model.fit(data, epochs=1, steps_per_epoch=2, verbose=0)
+        start = time.perf_counter()
+        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+        return steps * BATCH / (time.perf_counter() - start)
+    n = steps * BATCH
+    model.fit(data[: 2 * BATCH], labels[: 2 * BATCH], batch_size=BATCH, verbose=0)
+    start = time.perf_counter()
+    model.fit(data[:n], labels[:n], batch_size=BATCH, epochs=1, verbose=0)
+    return n / (time.perf_counter() - start)
+
+
+def _case(
+    name: str,
+    model_name: str,
+    data: Any,
+    labels: Any,
+    shape: tuple[int, ...],
+    settings: dict,
+    steps: int,
+) -> dict[str, Any]:
+    keras.utils.set_random_seed(0)
+    real = _samples_per_second(build_model(model_name, shape, 7, settings), data, labels, steps)
+    # The ceiling: the same model on random tensors of the same shape, already in memory.
+    rng = np.random.default_rng(0)
+    random_x = keras.ops.convert_to_tensor(rng.random((steps * BATCH, *shape), np.float32))
+    random_y = keras.ops.convert_to_tensor(rng.integers(0, 7, steps * BATCH))
+    keras.utils.set_random_seed(0)
+    model = build_model(model_name, shape, 7, settings)
+    ceiling = _samples_per_second(model, random_x, random_y, steps)
+    print(f"{name}: {real:.1f} samples/s, ceiling {ceiling:.1f}, ratio {real / ceiling:.2f}")
+    return {
+        "samples_per_second": round(real, 1),
+        "random_tensor_samples_per_second": round(ceiling, 1),
+        "ratio": round(real / ceiling, 3),
+        "parameters": model.count_params(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patterns", type=Path, default=Path("data/patterns"))
+    parser.add_argument("--images", type=Path, default=Path("data/images"))
+    parser.add_argument("--steps", type=int, default=40, help="batches of 32 per measurement")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/train.json"))
+    args = parser.parse_args()
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    settings = params["train"]
+    results: dict[str, Any] = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "device": _device(),
+        "keras_backend": keras.backend.backend(),
+        "batch_size": BATCH,
+        "steps": args.steps,
+        "cases": {},
+    }
+    cases = results["cases"]
+    x, y, _ = read_split("pattern", args.images, args.patterns, "train", CLASSES)
+    cases["cnn1d"] = _case("cnn1d", "cnn1d", x, y, x.shape[1:], settings, args.steps)
+
+    augment = AugmentSettings.from_params({**settings["augment"], "enabled": True})
+    pattern_settings = json.loads((args.patterns / "settings.json").read_text())
+    batches, _ = augmented_batches(
+        args.patterns, pattern_settings, CLASSES, "crystal_system", augment, settings, seed=0
+    )
+    cases["cnn1d_augmented"] = _case(
+        "cnn1d_augmented", "cnn1d", batches, None, x.shape[1:], settings, args.steps
+    )
+
+    if (args.images / IMAGES_FILE).exists():
+        images, image_labels, _ = read_split("image", args.images, args.patterns, "train", CLASSES)
+        cases["mobilenetv2"] = _case(
+            "mobilenetv2",
+            "mobilenetv2",
+            images,
+            image_labels,
+            images.shape[1:],
+            settings,
+            args.steps,
+        )
+    paper = {**settings, "alpha": 1.0}
+    rng = np.random.default_rng(0)
+    full = rng.integers(0, 256, (args.steps * BATCH, 224, 224, 3)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = build_model("mobilenetv2", full.shape[1:], 7, paper)
+    speed = _samples_per_second(model, full, rng.integers(0, 7, len(full)), args.steps)
+    cases["mobilenetv2_224_alpha1_ceiling"] = {
+        "random_tensor_samples_per_second": round(speed, 1),
+        "parameters": model.count_params(),
+    }
+    print(f"mobilenetv2 224 x 224, alpha 1.0: {speed:.1f} samples/s on random tensors")
+    write_json(args.out, results)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
