@@ -1,7 +1,10 @@
 """Benchmark `xrdsym predict`: one file end to end (process start, model load, answer) and a
 folder of measured-style files, against the model's own predict on in-memory arrays (ceiling).
 
-    python bench/predict_speed.py --model models --n 1000 --out bench/results/predict.json
+    python bench/predict_speed.py --model src/xrdsym/shipped_model --n 1000
+
+The model runs as `xrdsym predict` runs it: its numpy export when the directory has one
+(engine "numpy"), else Keras.
 
 Files are made from the model's own grid: random peaks broadened like a laboratory scan,
 written as two-column .xy with the wavelength in a comment line.
@@ -68,7 +71,8 @@ def main() -> None:
     results = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "model": classifier.meta["model"],
-        "keras_backend": classifier.meta.get("keras_backend"),
+        "engine": classifier.engine,
+        "keras_backend_trained": classifier.meta.get("keras_backend"),
         "single_file_seconds": round(single, 2),
         "batch_files": args.n,
         "batch_seconds": round(batch, 2),

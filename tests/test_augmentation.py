@@ -267,3 +267,13 @@ def test_disabled_or_switched_off_parts():
     assert settings.instrument_fwhm_deg == (0.1, 0.2)
     with pytest.raises(ParamsError, match=r"missing key 'train\.augment\.noise_counts'"):
         AugmentSettings.from_params({k: v for k, v in PARAMS.items() if k != "noise_counts"})
+
+
+def test_a_structure_whose_peaks_all_leave_the_grid_gets_an_empty_pattern():
+    """Every part on, one structure's only peak far outside the grid: its row stays zero and
+    the batch is made (no division by zero in the counting noise or the normalisation)."""
+    outside = Peaks(np.array([150.0]), np.array([100.0]), np.array([[1, 0, 0]]))
+    table = PeakTable.from_peaks([outside, _table().peaks(1)], [TETRAGONAL, TETRAGONAL])
+    settings = AugmentSettings.from_params({**PARAMS, "background": None})
+    patterns = augment_patterns(table, [0, 1], GRID, CU_KA, settings, np.random.default_rng(0))
+    assert not patterns[0].any() and patterns[1].max() == 1

@@ -27,14 +27,19 @@ def test_cnn1d_matches_keras(tmp_path, n_points):
     rng = np.random.default_rng(0)
     model = build_cnn1d(n_points, 7, dropout=0.3)
     _randomise_batchnorm(model, rng)
-    assert save_inference(model, tmp_path / "inference.npz")
     patterns = rng.random((5, n_points, 1)).astype(np.float32)
+    # The flattened feature map before the dense layers: large, input-dependent values, where
+    # the softmax of an untrained model would be nearly uniform whatever the pass computed.
+    features = keras.Model(model.inputs, model.get_layer(index=-5).output)
+    assert isinstance(features.layers[-1], keras.layers.Flatten)
 
-    expected = model.predict(patterns, verbose=0)
-    actual = NumpyModel.load(tmp_path / "inference.npz").predict(patterns)
-
-    assert actual.shape == expected.shape
-    np.testing.assert_allclose(actual, expected, atol=1e-5)
+    for tested, name in ((features, "features.npz"), (model, "inference.npz")):
+        assert save_inference(tested, tmp_path / name)
+        expected = tested.predict(patterns, verbose=0)
+        actual = NumpyModel.load(tmp_path / name).predict(patterns)
+        assert actual.shape == expected.shape
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+    assert np.ptp(expected) > 0  # the softmax still differs between patterns
 
 
 def test_model_with_other_layers_is_not_exported(tmp_path):
@@ -45,6 +50,14 @@ def test_model_with_other_layers_is_not_exported(tmp_path):
 
     assert not save_inference(model, tmp_path / "inference.npz")
     assert not (tmp_path / "inference.npz").exists()
+
+
+def test_unsupported_activation_is_not_exported(tmp_path):
+    inputs = keras.Input(shape=(32, 1))
+    x = keras.layers.Conv1D(4, 3, activation="gelu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+
+    assert not save_inference(model, tmp_path / "inference.npz")
 
 
 def test_unreadable_export_is_one_error(tmp_path):

@@ -275,7 +275,9 @@ def counting_noise(
 ) -> np.ndarray:
     """Poisson counting noise: each row scaled so its highest point is ``peak_counts`` counts,
     counted, and scaled back."""
-    counts_per_unit = np.asarray(peak_counts, dtype=float) / patterns.max(axis=1)
+    highest = patterns.max(axis=1)
+    # An empty row has nothing to count: it stays empty.
+    counts_per_unit = np.asarray(peak_counts, dtype=float) / np.where(highest > 0, highest, 1.0)
     return rng.poisson(patterns * counts_per_unit[:, None]) / counts_per_unit[:, None]
 
 
@@ -307,15 +309,16 @@ def augment_patterns(
         two_theta = strained_two_theta(
             two_theta, streams["strain"].uniform(*settings.strain, n)[owner]
         )
-    if settings.zero_offset_deg is not None:
-        two_theta = two_theta + streams["zero_offset"].uniform(*settings.zero_offset_deg, n)[owner]
     width = streams["width"]
     instrument = width.uniform(*settings.instrument_fwhm_deg, n)[owner]
     size = np.zeros_like(instrument)
     if settings.crystallite_nm is not None:
         crystallite_nm = width.uniform(*settings.crystallite_nm, n)[owner]
+        # At the Bragg angle: the zero offset below moves where a peak is seen, not its width.
         size = scherrer_fwhm_deg(two_theta, crystallite_nm, wavelength_angstrom)
     fwhm, eta = profile_shape(instrument, size, settings.profile)
+    if settings.zero_offset_deg is not None:
+        two_theta = two_theta + streams["zero_offset"].uniform(*settings.zero_offset_deg, n)[owner]
     # Strain can push a back-reflection past 180 degrees: it has no position left (NaN).
     kept = np.isfinite(two_theta)
     patterns = render_peaks(
@@ -336,4 +339,8 @@ def augment_patterns(
         low, high = np.log(settings.noise_counts)
         peak_counts = np.exp(streams["noise"].uniform(low, high, n))
         patterns = counting_noise(patterns, peak_counts, streams["noise"])
-    return normalise(patterns)
+    # A structure whose peaks all left the grid (strain, offset) keeps an empty pattern.
+    has_intensity = patterns.max(axis=1) > patterns.min(axis=1)
+    out = np.zeros(patterns.shape, dtype=np.float32)
+    out[has_intensity] = normalise(patterns[has_intensity])
+    return out

@@ -97,6 +97,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise XrdsymError(f"--top-k {args.top_k}: must be at least 1")
+    if args.jobs < 0:
+        raise XrdsymError(f"--jobs {args.jobs}: must be 0 (one per core) or more")
     if args.background not in BACKGROUNDS:
         raise XrdsymError(f"--background {args.background}: must be one of {BACKGROUNDS}")
     wavelength = parse_wavelength(args.wavelength) if args.wavelength is not None else None

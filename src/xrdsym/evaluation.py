@@ -6,7 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    top_k_accuracy_score,
+)
 
 
 def classification_metrics(
@@ -49,8 +54,8 @@ def classification_metrics(
 
 def top_k_accuracy(probabilities: np.ndarray, y_true: np.ndarray, k: int) -> float:
     """Fraction of patterns whose true class is among the ``k`` most probable ones."""
-    top = np.argsort(-np.asarray(probabilities), axis=1, kind="stable")[:, :k]
-    return float(np.mean((top == np.asarray(y_true)[:, np.newaxis]).any(axis=1)))
+    labels = np.arange(np.shape(probabilities)[1])
+    return float(top_k_accuracy_score(y_true, probabilities, k=k, labels=labels))
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:

@@ -53,7 +53,6 @@ def export_layers(model: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndarra
             spec |= {
                 "strides": _single(config["strides"]),
                 "padding": config["padding"],
-                "activation": config["activation"],
             }
         elif kind == "MaxPooling1D":
             spec |= {
@@ -65,7 +64,10 @@ def export_layers(model: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndarra
             if config["axis"] not in (-1, [-1]):
                 raise XrdsymError(f"layer {layer.name}: batch normalisation not on the last axis")
             spec["epsilon"] = config["epsilon"]
-        elif kind in ("Activation", "Dense"):
+        if "activation" in config:
+            if config["activation"] not in ACTIVATIONS:
+                name = config["activation"]
+                raise XrdsymError(f"layer {layer.name}: no numpy inference for activation {name}")
             spec["activation"] = config["activation"]
         for weight in layer.weights:
             name = weight.path.rsplit("/", 1)[-1]
@@ -146,11 +148,12 @@ def _step(spec: dict[str, Any], weights: dict[str, np.ndarray]) -> Callable:
     raise XrdsymError(f"no numpy inference for {kind} layers")
 
 
-def _same_padding(x: np.ndarray, width: int, stride: int) -> np.ndarray:
-    """Pad the steps axis as Keras' "same" does: ceil(n / stride) outputs, extra zero at the end."""
+def _same_padding(x: np.ndarray, width: int, stride: int, fill: float = 0.0) -> np.ndarray:
+    """Pad the steps axis as Keras' "same" does: ceil(n / stride) outputs, the odd extra value
+    at the end."""
     n = x.shape[1]
     total = max((-(-n // stride) - 1) * stride + width - n, 0)
-    return np.pad(x, ((0, 0), (total // 2, total - total // 2), (0, 0)))
+    return np.pad(x, ((0, 0), (total // 2, total - total // 2), (0, 0)), constant_values=fill)
 
 
 def _conv1d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, spec: dict) -> np.ndarray:
@@ -173,9 +176,7 @@ def _conv1d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, spec: di
 def _max_pool1d(x: np.ndarray, spec: dict) -> np.ndarray:
     size, stride = spec["pool_size"], spec["strides"]
     if spec["padding"] == "same":
-        n = x.shape[1]
-        total = max((-(-n // stride) - 1) * stride + size - n, 0)
-        x = np.pad(x, ((0, 0), (total // 2, total - total // 2), (0, 0)), constant_values=-np.inf)
+        x = _same_padding(x, size, stride, fill=-np.inf)
     return sliding_window_view(x, size, axis=1)[:, ::stride].max(axis=-1)
 
 

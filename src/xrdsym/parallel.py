@@ -47,27 +47,33 @@ def dask_scheduler(
         connect_timeout_s: how long to wait for a scheduler given by address.
     """
     global _client
+    outer = _client
     if address is None:
-        yield
+        _client = None  # local processes inside the block, even within a Dask block
+        try:
+            yield
+        finally:
+            _client = outer
         return
     from dask.distributed import Client, LocalCluster
 
-    outer = _client
-    if address == "local":
-        cluster = LocalCluster(
-            n_workers=n_jobs, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-        client = Client(cluster)
-    else:
-        cluster = None
-        try:
+    cluster = None
+    try:
+        if address == "local":
+            cluster = LocalCluster(
+                n_workers=n_jobs, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            client = Client(cluster)
+        else:
             client = Client(address, timeout=connect_timeout_s)
-        except OSError as exc:
-            raise XrdsymError(
-                f"dask_scheduler: cannot reach the Dask scheduler at {address} ({exc}); start "
-                "one with `dask scheduler` and workers with `dask worker ADDRESS`, or set "
-                "dask_scheduler: local"
-            ) from exc
+    except (OSError, ValueError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise XrdsymError(
+            f"dask_scheduler: cannot reach the Dask scheduler at {address} ({exc}); start "
+            "one with `dask scheduler` and workers with `dask worker ADDRESS`, or set "
+            "dask_scheduler: local"
+        ) from exc
     _client = client
     try:
         yield
@@ -82,13 +88,13 @@ def _apply(function: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
     return [function(item) for item in chunk]
 
 
-def _dask_map(function: Callable[[T], R], items: Sequence[T]) -> Iterator[list[R]]:
+def _dask_map(client: Any, function: Callable[[T], R], items: Sequence[T]) -> Iterator[list[R]]:
     """Results of chunks of ``items``, in order, with a bounded number of tasks in flight."""
     in_flight: deque = deque()
-    limit = TASKS_PER_WORKER * max(1, len(_client.scheduler_info()["workers"]))
+    limit = TASKS_PER_WORKER * max(1, len(client.scheduler_info()["workers"]))
     for start in range(0, len(items), CHUNK_SIZE):
         chunk = list(items[start : start + CHUNK_SIZE])
-        in_flight.append(_client.submit(_apply, function, chunk, pure=False))
+        in_flight.append(client.submit(_apply, function, chunk, pure=False))
         if len(in_flight) >= limit:
             yield in_flight.popleft().result()
     while in_flight:
@@ -110,6 +116,18 @@ def parallel_map(
     Results do not depend on ``n_jobs`` or Dask: every item carries everything it needs, its
     seed too.
     """
+    # The backend is fixed when the map is asked for, not when its first result is read.
+    return _map(_client, function, items, n_jobs, description, show_progress)
+
+
+def _map(
+    client: Any,
+    function: Callable[[T], R],
+    items: Sequence[T],
+    n_jobs: int,
+    description: str,
+    show_progress: bool,
+) -> Iterator[R]:
     progress = tqdm(
         total=len(items),
         desc=description,
@@ -118,8 +136,8 @@ def parallel_map(
         disable=not show_progress,
     )
     with progress:
-        if _client is not None:
-            for results in _dask_map(function, items):
+        if client is not None:
+            for results in _dask_map(client, function, items):
                 yield from results
                 progress.update(len(results))
             return

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -67,18 +68,39 @@ class FreshBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.seed = seed
         self.epoch = 0
+        self._order_epoch = -1
+        self._epoch_order = np.arange(len(self.labels))
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)
 
+    def _order(self) -> np.ndarray:
+        """This epoch's order of the samples, drawn once per epoch."""
+        if self._order_epoch != self.epoch:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            self._epoch_order = rng.permutation(len(self.labels))
+            self._order_epoch = self.epoch
+        return self._epoch_order
+
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.labels))
-        positions = order[index * self.batch_size : (index + 1) * self.batch_size]
+        positions = self._order()[index * self.batch_size : (index + 1) * self.batch_size]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         return self.make_inputs(positions, rng), self.labels[positions]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
+
+
+@contextmanager
+def mixed_precision(enabled: bool) -> Iterator[None]:
+    """Build, compile and train models in the block with Keras' mixed_float16 policy when
+    ``enabled`` (Keras then scales the loss itself); the previous policy comes back after."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 @dataclass(frozen=True)

@@ -53,13 +53,22 @@ class SyntheticSettings:
     attempt_timeout_s: float
 
 
-class AttemptTimeout(Exception):
-    """A PyXtal placement ran past its time limit."""
+class AttemptTimeout(BaseException):
+    """A PyXtal placement ran past its time limit.
+
+    A BaseException, so that PyXtal's own ``except Exception`` retry loops let it through.
+    """
+
+
+# Seconds between repeated timeouts once the limit has passed: a bare ``except:`` inside
+# PyXtal can swallow one, so it is raised again until the block ends.
+_TIMEOUT_REPEAT_S = 0.1
 
 
 @contextmanager
 def _time_limit(seconds: float) -> Iterator[None]:
-    """Raise AttemptTimeout in the block after ``seconds`` of wall time.
+    """Raise AttemptTimeout in the block after ``seconds`` of wall time, and again every
+    ``_TIMEOUT_REPEAT_S`` until the block ends.
 
     Some PyXtal draws never finish placing their atoms; without a limit one of them stalls
     the whole stage. In the main thread a SIGALRM timer interrupts the draw; elsewhere (a Dask
@@ -71,7 +80,7 @@ def _time_limit(seconds: float) -> Iterator[None]:
             raise AttemptTimeout
 
         previous = signal.signal(signal.SIGALRM, expire)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        signal.setitimer(signal.ITIMER_REAL, seconds, _TIMEOUT_REPEAT_S)
         try:
             yield
         finally:
@@ -79,18 +88,22 @@ def _time_limit(seconds: float) -> Iterator[None]:
             signal.signal(signal.SIGALRM, previous)
         return
     thread_id = ctypes.c_ulong(threading.get_ident())
-    timer = threading.Timer(
-        seconds,
-        ctypes.pythonapi.PyThreadState_SetAsyncExc,
-        (thread_id, ctypes.py_object(AttemptTimeout)),
-    )
+    done = threading.Event()
+
+    def expire() -> None:
+        wait = seconds
+        while not done.wait(wait):
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(thread_id, ctypes.py_object(AttemptTimeout))
+            wait = _TIMEOUT_REPEAT_S
+
+    timer = threading.Thread(target=expire, daemon=True)
     timer.start()
     try:
         yield
     finally:
-        timer.cancel()
+        done.set()
         timer.join()
-        # A timer that fired just as the block ended leaves the exception pending: clear it.
+        # A timeout raised just as the block ended is still pending: clear it.
         ctypes.pythonapi.PyThreadState_SetAsyncExc(thread_id, None)
 
 

@@ -29,7 +29,7 @@ from xrdsym.prediction import META_FILE, MODEL_FILE, MODEL_FORMAT
 from xrdsym.stages.images import SETTINGS_FILE as IMAGE_SETTINGS_FILE
 from xrdsym.stages.patterns import SETTINGS_FILE as PATTERN_SETTINGS_FILE
 from xrdsym.symmetry import target_classes
-from xrdsym.training import FreshBatches, TrainSettings, fit
+from xrdsym.training import FreshBatches, TrainSettings, fit, mixed_precision
 
 PARAMS = ("seed", "classes", "target", "model", "train")
 
@@ -99,11 +99,6 @@ def run(
             "it trains on the images stage's fixed images; augmentation is for cnn1d"
         )
     keras.utils.set_random_seed(params["seed"])
-    # float16 compute with float32 weights: about twice the throughput on a GPU with tensor
-    # cores; on a CPU it is slower, hence off by default.
-    keras.mixed_precision.set_global_policy(
-        "mixed_float16" if section["mixed_precision"] else "float32"
-    )
     pattern_settings = json.loads((patterns_dir / PATTERN_SETTINGS_FILE).read_text())
     image_settings = None
     if input_kind == "image":
@@ -121,35 +116,38 @@ def run(
         train_data, y_train = augmented_batches(
             patterns_dir, pattern_settings, classes, target, augment, section, params["seed"]
         )
-    model = build_model(params["model"], x_val.shape[1:], len(classes), section)
-    settings = TrainSettings(
-        epochs=section["epochs"],
-        batch_size=section["batch_size"],
-        learning_rate=section["learning_rate"],
-        patience=section["patience"],
-        class_weight=class_weights(y_train, len(classes), section["class_weight"]),
-    )
-    print(
-        f"train: {params['model']} on {len(y_train)} training "
-        f"{'patterns augmented afresh every epoch' if augment else input_kind + 's'} and "
-        f"{len(x_val)} validation {input_kind}s, {model.count_params():,} parameters, "
-        f"Keras backend {keras.backend.backend()}"
-    )
-    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
-        result = fit(model, train_data, (x_val, y_val), settings, live)
-        val_probabilities = model.predict(x_val, batch_size=settings.batch_size, verbose=0)
-        temperature = fit_temperature(val_probabilities, y_val)
-        # DVCLive's summary holds the last epoch; record which epoch's weights were kept.
-        live.summary["best_epoch"] = result.best_epoch
-        live.summary["best_val_loss"] = result.best_val_loss
-        live.summary["epochs_run"] = result.epochs_run
-        live.summary["train_seconds"] = round(result.seconds, 1)
-        live.summary["n_train"] = len(y_train)
-        live.summary["n_val"] = len(x_val)
-        live.summary["temperature"] = round(temperature, 4)
-        live.summary["val_nll_calibrated"] = negative_log_likelihood(
-            apply_temperature(val_probabilities, temperature), y_val
+    # float16 compute with float32 weights (faster on GPUs with tensor cores, slower on a
+    # CPU), for this model only: Keras' dtype policy is global.
+    with mixed_precision(section["mixed_precision"]):
+        model = build_model(params["model"], x_val.shape[1:], len(classes), section)
+        settings = TrainSettings(
+            epochs=section["epochs"],
+            batch_size=section["batch_size"],
+            learning_rate=section["learning_rate"],
+            patience=section["patience"],
+            class_weight=class_weights(y_train, len(classes), section["class_weight"]),
         )
+        print(
+            f"train: {params['model']} on {len(y_train)} training "
+            f"{'patterns augmented afresh every epoch' if augment else input_kind + 's'} and "
+            f"{len(x_val)} validation {input_kind}s, {model.count_params():,} parameters, "
+            f"Keras backend {keras.backend.backend()}"
+        )
+        with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
+            result = fit(model, train_data, (x_val, y_val), settings, live)
+            val_probabilities = model.predict(x_val, batch_size=settings.batch_size, verbose=0)
+            temperature = fit_temperature(val_probabilities, y_val)
+            # DVCLive's summary holds the last epoch; record which epoch's weights were kept.
+            live.summary["best_epoch"] = result.best_epoch
+            live.summary["best_val_loss"] = result.best_val_loss
+            live.summary["epochs_run"] = result.epochs_run
+            live.summary["train_seconds"] = round(result.seconds, 1)
+            live.summary["n_train"] = len(y_train)
+            live.summary["n_val"] = len(x_val)
+            live.summary["temperature"] = round(temperature, 4)
+            live.summary["val_nll_calibrated"] = negative_log_likelihood(
+                apply_temperature(val_probabilities, temperature), y_val
+            )
     meta = {
         "format": MODEL_FORMAT,
         "xrdsym_version": __version__,
