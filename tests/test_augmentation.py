@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+from pymatgen.analysis.diffraction.xrd import XRDCalculator
 from pymatgen.core import Lattice
 
 from xrdsym.augmentation import (
@@ -10,12 +11,13 @@ from xrdsym.augmentation import (
     augment_patterns,
     counting_noise,
     march_dollase_factors,
+    peak_reflections,
     profile_shape,
     render_peaks,
     scherrer_fwhm_deg,
     strained_two_theta,
 )
-from xrdsym.diffraction import Peaks, PeakTable, TwoThetaGrid
+from xrdsym.diffraction import Peaks, PeakTable, TwoThetaGrid, simulate_peaks
 from xrdsym.errors import ParamsError
 
 GRID = TwoThetaGrid(10, 80, 0.02)
@@ -277,3 +279,33 @@ def test_a_structure_whose_peaks_all_leave_the_grid_gets_an_empty_pattern():
     settings = AugmentSettings.from_params({**PARAMS, "background": None})
     patterns = augment_patterns(table, [0, 1], GRID, CU_KA, settings, np.random.default_rng(0))
     assert not patterns[0].any() and patterns[1].max() == 1
+
+
+@pytest.mark.parametrize("fixture", ["rock_salt", "rutile"])
+def test_each_peak_has_all_the_reflections_of_its_families(fixture, request):
+    """The reflections found for every peak are as many as pymatgen's multiplicities say."""
+    structure = request.getfixturevalue(fixture)
+    pattern = XRDCalculator("CuKa").get_pattern(structure, two_theta_range=(10, 80))
+    peaks = simulate_peaks(structure, "CuKa", (10, 80))
+    lattice = structure.lattice.reciprocal_lattice_crystallographic.matrix
+    reflections = peak_reflections(PeakTable.from_peaks([peaks], [lattice]), CU_KA)
+    found = np.diff(reflections.offsets)
+    expected = [sum(family["multiplicity"] for family in families) for families in pattern.hkls]
+    assert list(found) == expected
+
+
+def test_march_dollase_of_a_peak_is_the_mean_over_its_reflections():
+    """Cubic {100} about [001]: two reflections along the axis, four across it."""
+    a, r = 4.0, 0.6
+    two_theta = 2 * np.degrees(np.arcsin(CU_KA / (2 * a)))
+    table = PeakTable.from_peaks(
+        [Peaks(np.array([two_theta]), np.array([100.0]), np.array([[1, 0, 0]]))],
+        [np.eye(3) / a],
+    )
+    reflections = peak_reflections(table, CU_KA)
+    assert sorted(map(tuple, reflections.hkl)) == sorted(
+        [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]
+    )
+    factors = march_dollase_factors(reflections.hkl, np.eye(3) / a, [0, 0, 1], r)
+    assert factors.mean() == pytest.approx((2 * r**1.5 + r**-3) / 3)
+    assert factors.mean() > 1 > r**1.5  # the stored (100) alone would say the opposite

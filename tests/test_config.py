@@ -55,6 +55,8 @@ def test_a_stage_sees_only_its_keys(params):
             "images.png",
         ),
         ({"dask_scheduler": "somewhere"}, "dask_scheduler='somewhere'"),
+        ({"evaluate": {"extra_sets": ["a/real", "b/real"]}}, "two folders have the same name"),
+        ({"evaluate": {"extra_sets": "evaluation_sets/real"}}, "must be a list of folders"),
         ({"images": {"method": "raster", "size": 64, "colormap": "nope"}}, "images.colormap"),
         ({"wavelength": "XyKa"}, "wavelength='XyKa'"),
         ({"n_per_class": 0}, "n_per_class=0"),

@@ -2,13 +2,16 @@ import numpy as np
 import pytest
 
 from xrdsym.diffraction import (
+    SIMULATORS,
     Peaks,
     TwoThetaGrid,
     pattern_from_structure,
+    peak_simulator,
     peaks_on_grid,
     simulate_peaks,
     smooth_and_normalise,
 )
+from xrdsym.xrd_vectorised import simulate_peaks_vectorised
 
 
 def test_grid_includes_both_ends():
@@ -93,3 +96,17 @@ def test_pattern_from_structure_is_normalised(rock_salt):
     assert grid.values[np.argmax(pattern)] == pytest.approx(
         bragg_two_theta(5.64, (2, 0, 0)), abs=0.02
     )
+
+
+def test_simulators_by_name():
+    assert peak_simulator("pymatgen") is simulate_peaks
+    assert peak_simulator("vectorised") is simulate_peaks_vectorised
+    with pytest.raises(ValueError, match="unknown peak simulator 'xrayutilities'"):
+        peak_simulator("xrayutilities")
+
+
+def test_both_simulators_give_the_same_pattern(rock_salt, rutile):
+    grid = TwoThetaGrid(0, 90, 0.02)
+    for structure in (rock_salt, rutile):
+        patterns = [pattern_from_structure(structure, "CuKa", grid, 5, name) for name in SIMULATORS]
+        assert np.array_equal(patterns[0], patterns[1])

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from xrdsym.augmentation import AugmentSettings
+from xrdsym.augmentation import AugmentSettings, peak_reflections
 from xrdsym.diffraction import Peaks, PeakTable, TwoThetaGrid
 from xrdsym.errors import XrdsymError
 from xrdsym.imaging import image_file_name
@@ -98,6 +98,7 @@ def test_peak_split_is_in_the_order_of_the_pattern_split(tmp_path):
         grid=grid,
         wavelength_angstrom=1.54184,
         settings=settings,
+        reflections=peak_reflections(peaks, 1.54184),
     )
     assert x.shape == (2, grid.size, 1) and x.dtype == np.float32
     # Structure "a" (position 1) has its peak at 21 degrees, "b" (position 0) at 20.

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from dvclive import Live
 
-from xrdsym.augmentation import AugmentSettings
+from xrdsym.augmentation import AugmentSettings, peak_reflections
 from xrdsym.diffraction import Peaks, PeakTable, TwoThetaGrid
 from xrdsym.inputs import augmented_pattern_inputs
 from xrdsym.models import build_cnn1d, build_mobilenetv2
@@ -47,6 +47,7 @@ def _make_inputs(table: PeakTable):
         grid=GRID,
         wavelength_angstrom=1.54184,
         settings=AUGMENT,
+        reflections=peak_reflections(table, 1.54184),
     )
 
 

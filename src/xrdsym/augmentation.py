@@ -176,16 +176,79 @@ def march_dollase_factors(
     α is the angle between a reflection's scattering vector and the preferred-orientation axis,
     the normal of the planes ``axis_hkl``; both are taken in the reciprocal basis
     ``reciprocal_lattice`` (rows a*, b*, c*). r < 1 (platelets lying on those planes) boosts
-    reflections parallel to the axis by up to r⁻³; r = 1 changes nothing. Only the given
-    reflection of a family is used (the stored peaks keep one per family), not the average
-    over its symmetry-equivalent members. Arrays broadcast: one lattice, axis and r for all
-    peaks, or one per peak (n x 3 x 3, n x 3, n).
+    reflections parallel to the axis by up to r⁻³; r = 1 changes nothing. A powder peak's
+    factor is the mean over all its reflections (:func:`peak_reflections`). Arrays broadcast:
+    one lattice, axis and r for all reflections, or one each (n x 3 x 3, n x 3, n).
     """
     g = (np.asarray(hkl, dtype=float)[..., None, :] @ reciprocal_lattice)[..., 0, :]
     axis = (np.asarray(axis_hkl, dtype=float)[..., None, :] @ reciprocal_lattice)[..., 0, :]
     cos2 = np.sum(g * axis, axis=-1) ** 2 / (np.sum(g * g, axis=-1) * np.sum(axis * axis, axis=-1))
     r = np.asarray(r, dtype=float)
     return (r**2 * cos2 + (1 - cos2) / r) ** -1.5
+
+
+# Reflections whose Bragg angle lies this close (degrees 2θ) to a stored peak's belong to it:
+# pymatgen's merge tolerance (1e-5 degrees), doubled against rounding.
+SAME_PEAK_DEG = 2e-5
+
+
+@dataclass(frozen=True)
+class PeakReflections:
+    """Every reflection (h k l) of each stored peak of a PeakTable: the reflections of table
+    row ``i`` are rows ``offsets[i]:offsets[i + 1]`` of ``hkl``."""
+
+    hkl: np.ndarray
+    offsets: np.ndarray
+
+    def of_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Indices into ``hkl`` of the reflections of table ``rows``, and for each its place
+        in ``rows``."""
+        counts = self.offsets[rows + 1] - self.offsets[rows]
+        owner = np.repeat(np.arange(len(rows)), counts)
+        starts = np.repeat(self.offsets[rows] - np.cumsum(counts) + counts, counts)
+        return starts + np.arange(counts.sum()), owner
+
+
+def peak_reflections(table: PeakTable, wavelength_angstrom: float) -> PeakReflections:
+    """All reflections of every stored peak: the reciprocal-lattice vectors whose Bragg angle
+    is within SAME_PEAK_DEG of the peak's. These are the symmetry-equivalent members of its
+    family (which share one structure factor), and any reflection that coincides by accident
+    and was merged into the same peak. Preferred orientation acts on each of them differently,
+    so a peak's March-Dollase factor is their mean."""
+    hkl_of_rows: list[np.ndarray] = []
+    for position in range(len(table)):
+        rows = slice(table.offsets[position], table.offsets[position + 1])
+        peak_angles = table.two_theta[rows]
+        if len(peak_angles) == 0:
+            continue
+        basis = table.reciprocal_lattices[position]  # rows a*, b*, c*
+        g_max = 2 * np.sin(np.radians(peak_angles.max()) / 2) / wavelength_angstrom
+        # |h| <= |g| |a| for every reflection inside the sphere of radius g_max.
+        real_lengths = np.linalg.norm(np.linalg.inv(basis).T, axis=1)
+        limits = np.floor(g_max * real_lengths + 1e-9).astype(int)
+        axes = [np.arange(-n, n + 1) for n in limits]
+        candidates = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+        g = np.linalg.norm(candidates @ basis, axis=1)
+        inside = (g > 0) & (g <= g_max * (1 + 1e-9))
+        candidates, g = candidates[inside], g[inside]
+        angles = np.degrees(2 * np.arcsin(np.clip(g * wavelength_angstrom / 2, 0, 1)))
+        order = np.argsort(peak_angles)
+        nearest = np.clip(np.searchsorted(peak_angles[order], angles), 1, len(order) - 1)
+        below = order[nearest - 1]
+        above = order[np.minimum(nearest, len(order) - 1)]
+        peak = np.where(
+            np.abs(peak_angles[below] - angles) <= np.abs(peak_angles[above] - angles), below, above
+        )
+        matched = np.abs(peak_angles[peak] - angles) <= SAME_PEAK_DEG
+        for index in range(len(peak_angles)):
+            members = candidates[matched & (peak == index)]
+            # A stored peak always has its own reflection; keep it should rounding miss it.
+            hkl_of_rows.append(members if len(members) else table.hkl[rows][index : index + 1])
+    counts = [len(members) for members in hkl_of_rows]
+    return PeakReflections(
+        hkl=np.concatenate(hkl_of_rows or [np.zeros((0, 3))]).astype(np.int16),
+        offsets=np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]),
+    )
 
 
 def profile_shape(
@@ -288,9 +351,13 @@ def augment_patterns(
     wavelength_angstrom: float,
     settings: AugmentSettings,
     rng: np.random.Generator,
+    reflections: PeakReflections | None = None,
 ) -> np.ndarray:
     """Newly perturbed patterns of the structures at ``positions`` of ``table``:
-    len(positions) x grid.size, float32, each rescaled to [0, 1] as the stored patterns."""
+    len(positions) x grid.size, float32, each rescaled to [0, 1] as the stored patterns.
+
+    ``reflections``: :func:`peak_reflections` of ``table``, computed here when not given (give
+    it when making many batches from one table)."""
     positions = np.asarray(positions, dtype=np.int64)
     n = len(positions)
     streams = dict(zip(_PARTS, rng.spawn(len(_PARTS)), strict=True))
@@ -302,8 +369,17 @@ def augment_patterns(
         r = stream.uniform(*settings.march_dollase_r, n)
         axes = MARCH_DOLLASE_AXES[stream.integers(len(MARCH_DOLLASE_AXES), size=n)]
         lattices = table.reciprocal_lattices[positions]
-        intensities = intensities * march_dollase_factors(
-            table.hkl[rows], lattices[owner], axes[owner], r[owner]
+        if reflections is None:
+            reflections = peak_reflections(table, wavelength_angstrom)
+        members, peak = reflections.of_rows(rows)
+        structure = owner[peak]
+        factors = march_dollase_factors(
+            reflections.hkl[members], lattices[structure], axes[structure], r[structure]
+        )
+        # Each peak's factor: the mean over its reflections.
+        intensities = intensities * (
+            np.bincount(peak, weights=factors, minlength=len(rows))
+            / np.bincount(peak, minlength=len(rows))
         )
     if settings.strain is not None:
         two_theta = strained_two_theta(

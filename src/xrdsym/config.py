@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from xrdsym.augmentation import AugmentSettings
+from xrdsym.diffraction import SIMULATORS
 from xrdsym.errors import ParamsError
 from xrdsym.symmetry import CRYSTAL_SYSTEMS, TARGETS
 from xrdsym.wavelengths import WAVELENGTHS
@@ -179,6 +180,8 @@ def _patterns(section: dict[str, Any]) -> None:
     val = _fraction("patterns.val_size", section["val_size"])
     if test + val >= 1:
         raise _fail("patterns.val_size", val, "test_size + val_size must leave a training split")
+    _choice("patterns.simulator", section["simulator"], SIMULATORS)
+    _integer("patterns.chunk_size", section["chunk_size"], minimum=1)
 
 
 def _images(section: dict[str, Any]) -> None:
@@ -220,6 +223,16 @@ def _dask_scheduler(value: Any) -> None:
         )
 
 
+def _evaluate(section: dict[str, Any]) -> None:
+    sets = section["extra_sets"]
+    if not isinstance(sets, list) or not all(isinstance(f, str) and f for f in sets):
+        raise _fail("evaluate.extra_sets", sets, "must be a list of folders")
+    names = [Path(folder).name for folder in sets]
+    if len(set(names)) != len(names):
+        # Each set's metrics section and files are named after its folder.
+        raise _fail("evaluate.extra_sets", sets, "two folders have the same name")
+
+
 _KEY_CHECKS: dict[str, Callable[[Any], None]] = {
     "seed": lambda v: _integer("seed", v, minimum=0),
     "classes": _classes,
@@ -237,6 +250,7 @@ _SECTION_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "patterns": _patterns,
     "images": _images,
     "train": _train,
+    "evaluate": _evaluate,
 }
 
 

@@ -1,13 +1,14 @@
 """Pattern physics: structure -> diffraction peaks -> intensities on a 2θ grid -> smoothed pattern.
 
-Follows the paper: pymatgen's XRDCalculator gives the peaks, each peak's intensity goes to the
+Follows the paper: pymatgen's XRDCalculator gives the peaks (or :mod:`xrdsym.xrd_vectorised`,
+the same physics vectorised, see :func:`peak_simulator`), each peak's intensity goes to the
 nearest point of a common 2θ grid (0 where there is no peak), a Gaussian filter of ``sigma``
 grid points broadens them, and the result is rescaled to [0, 1].
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -18,6 +19,13 @@ from scipy.ndimage import gaussian_filter1d
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
+
+# Peak simulators by name (params patterns.simulator): "pymatgen", XRDCalculator itself, the
+# reference; "vectorised", xrdsym.xrd_vectorised, the same physics giving the same peaks and
+# hkl, intensities equal to float64 rounding (summed in another order) and so the same float32
+# patterns (tests/test_xrd_vectorised.py), about 20 times faster (bench/xrd_speed.py).
+SIMULATORS = ("vectorised", "pymatgen")
+DEFAULT_SIMULATOR = "vectorised"
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,21 @@ def simulate_peaks(
     return Peaks(np.asarray(pattern.x, dtype=float), np.asarray(pattern.y, dtype=float), hkl)
 
 
+def peak_simulator(
+    name: str,
+) -> Callable[[Structure, str | float, tuple[float, float]], Peaks]:
+    """The peak simulator called ``name``, one of :data:`SIMULATORS`: a function of
+    (structure, wavelength, two_theta_range) like :func:`simulate_peaks`."""
+    if name == "pymatgen":
+        return simulate_peaks
+    if name == "vectorised":
+        # Imported here, not at the top: xrd_vectorised builds on this module's Peaks.
+        from xrdsym.xrd_vectorised import simulate_peaks_vectorised
+
+        return simulate_peaks_vectorised
+    raise ValueError(f"unknown peak simulator {name!r}; known: {', '.join(SIMULATORS)}")
+
+
 def peaks_on_grid(peaks: Peaks, grid: TwoThetaGrid) -> np.ndarray:
     """Stick pattern on ``grid``: each peak's intensity at its nearest grid point, 0 elsewhere.
 
@@ -112,12 +135,16 @@ def pattern_from_peaks(peaks: Peaks, grid: TwoThetaGrid, sigma: float) -> np.nda
 
 
 def pattern_from_structure(
-    structure: Structure, wavelength: str | float, grid: TwoThetaGrid, sigma: float
+    structure: Structure,
+    wavelength: str | float,
+    grid: TwoThetaGrid,
+    sigma: float,
+    simulator: str = DEFAULT_SIMULATOR,
 ) -> np.ndarray:
-    """The paper's pattern of ``structure``: float32 on ``grid``, smoothed, in [0, 1]."""
-    return pattern_from_peaks(
-        simulate_peaks(structure, wavelength, (grid.start, grid.stop)), grid, sigma
-    )
+    """The paper's pattern of ``structure``: float32 on ``grid``, smoothed, in [0, 1], from the
+    peaks of the simulator called ``simulator`` (see :func:`peak_simulator`)."""
+    peaks = peak_simulator(simulator)(structure, wavelength, (grid.start, grid.stop))
+    return pattern_from_peaks(peaks, grid, sigma)
 
 
 @dataclass(frozen=True)

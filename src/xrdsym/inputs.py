@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xrdsym.augmentation import AugmentSettings, augment_patterns
+from xrdsym.augmentation import AugmentSettings, PeakReflections, augment_patterns
 from xrdsym.diffraction import PeakTable, TwoThetaGrid
 from xrdsym.errors import XrdsymError
 from xrdsym.imaging import pattern_image
@@ -129,8 +129,12 @@ def augmented_pattern_inputs(
     grid: TwoThetaGrid,
     wavelength_angstrom: float,
     settings: AugmentSettings,
+    reflections: PeakReflections,
 ) -> np.ndarray:
     """Inputs of a model reading patterns (N x points x 1), made afresh from the peak lists at
-    ``positions`` of ``table`` with perturbations drawn from ``rng``."""
-    patterns = augment_patterns(table, positions, grid, wavelength_angstrom, settings, rng)
+    ``positions`` of ``table`` (whose peaks have ``reflections``) with perturbations drawn
+    from ``rng``."""
+    patterns = augment_patterns(
+        table, positions, grid, wavelength_angstrom, settings, rng, reflections
+    )
     return model_inputs(patterns, "pattern", None)

@@ -30,7 +30,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from xrdsym import __version__
 from xrdsym.calibration import apply_temperature
-from xrdsym.diffraction import TwoThetaGrid, normalise, pattern_from_structure
+from xrdsym.diffraction import DEFAULT_SIMULATOR, TwoThetaGrid, normalise, pattern_from_structure
 from xrdsym.errors import XrdsymError
 from xrdsym.inference import INFERENCE_FILE, NumpyModel
 from xrdsym.measured import MeasuredPattern, parse_wavelength
@@ -225,7 +225,13 @@ def prepare_structure(structure: Any, meta: dict[str, Any]) -> Prepared:
     """The simulated pattern of a structure, made exactly as the training patterns were."""
     settings = meta["preprocessing"]["pattern"]
     intensities = pattern_from_structure(
-        structure, settings["wavelength"], model_grid(meta), settings["sigma_points"]
+        structure,
+        settings["wavelength"],
+        model_grid(meta),
+        settings["sigma_points"],
+        # Models from before the simulator was recorded used pymatgen's, which the default
+        # reproduces exactly.
+        settings.get("simulator", DEFAULT_SIMULATOR),
     )
     return Prepared(intensities, parse_wavelength(settings["wavelength"]), 1.0)
 

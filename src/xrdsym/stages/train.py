@@ -15,7 +15,7 @@ from dvclive import Live
 from sklearn.utils.class_weight import compute_class_weight
 
 from xrdsym import __version__
-from xrdsym.augmentation import AugmentSettings
+from xrdsym.augmentation import AugmentSettings, peak_reflections
 from xrdsym.calibration import apply_temperature, fit_temperature, negative_log_likelihood
 from xrdsym.config import MODEL_INPUTS
 from xrdsym.diffraction import TwoThetaGrid
@@ -59,6 +59,7 @@ def augmented_batches(
     """Training batches made from the training split's peak lists, perturbed afresh every
     epoch on the patterns stage's grid and wavelength, and the split's class indices."""
     table, labels, _ = read_peak_split(patterns_dir, "train", classes, target=target)
+    wavelength = parse_wavelength(pattern_settings["wavelength"])
     make_inputs = functools.partial(
         augmented_pattern_inputs,
         table=table,
@@ -67,8 +68,10 @@ def augmented_batches(
             pattern_settings["two_theta_max"],
             pattern_settings["two_theta_step"],
         ),
-        wavelength_angstrom=parse_wavelength(pattern_settings["wavelength"]),
+        wavelength_angstrom=wavelength,
         settings=augment,
+        # Every reflection of every peak, found once: preferred orientation needs them all.
+        reflections=peak_reflections(table, wavelength),
     )
     # Threads, not processes: nothing is copied or pickled, and numpy releases the GIL in most
     # of its array loops.
