@@ -1,6 +1,6 @@
 import pytest
 
-from xrdsym.io import atomic_path, read_jsonl_gz, write_jsonl_gz
+from xrdsym.io import append_jsonl_gz, atomic_path, read_jsonl_gz, write_jsonl_gz
 
 
 def test_atomic_file_is_not_written_when_the_block_fails(tmp_path):
@@ -26,3 +26,10 @@ def test_jsonl_round_trip(tmp_path):
     records = [{"id": str(i), "value": i} for i in range(5)]
     assert write_jsonl_gz(tmp_path / "r.jsonl.gz", iter(records)) == 5
     assert list(read_jsonl_gz(tmp_path / "r.jsonl.gz")) == records
+
+
+def test_append_jsonl_gz_keeps_every_batch_in_order(tmp_path):
+    path = tmp_path / "spool.jsonl.gz"
+    assert append_jsonl_gz(path, [{"id": "a"}, {"id": "b"}]) == 2
+    assert append_jsonl_gz(path, [{"id": "c"}]) == 1
+    assert [record["id"] for record in read_jsonl_gz(path)] == ["a", "b", "c"]

@@ -42,10 +42,29 @@ def write_json(path: str | Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def write_jsonl_gz(path: str | Path, records: Iterable[dict]) -> int:
-    """Stream ``records`` to a gzip-compressed JSON-lines file, atomically; return the count."""
+def write_jsonl_gz(path: str | Path, records: Iterable[dict], compresslevel: int = 9) -> int:
+    """Stream ``records`` to a gzip-compressed JSON-lines file, atomically; return the count.
+
+    ``compresslevel`` is gzip's, 1 (fastest) to 9 (smallest)."""
     count = 0
-    with atomic_path(path) as tmp, gzip.open(tmp, "wt", encoding="utf-8") as handle:
+    with (
+        atomic_path(path) as tmp,
+        gzip.open(tmp, "wt", compresslevel=compresslevel, encoding="utf-8") as handle,
+    ):
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+            count += 1
+    return count
+
+
+def append_jsonl_gz(path: str | Path, records: Iterable[dict], compresslevel: int = 9) -> int:
+    """Append ``records`` to a gzip-compressed JSON-lines file as one more gzip member (which
+    :func:`read_jsonl_gz` reads on as one stream); return the count.
+
+    Not atomic: for temporary spool files, filled a batch at a time.
+    """
+    count = 0
+    with gzip.open(path, "at", compresslevel=compresslevel, encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record) + "\n")
             count += 1

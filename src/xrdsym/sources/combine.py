@@ -5,13 +5,17 @@ same material id: a later record with an id already read is dropped first, cheap
 remaining duplicates are found by pymatgen's StructureMatcher among structures with the same
 reduced formula (comparing across formulas could never match, and grouping keeps it fast). In
 both, the first occurrence in source order is kept; every later one becomes a reject naming
-the one kept.
+the one kept. Only the second step needs the structures themselves, and only those of one
+reduced formula at a time (:func:`formula_buckets`); the first works on :class:`RecordSummary`
+alone: a million of them fit in memory, where a million structures would not.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
@@ -29,23 +33,44 @@ MP_ANGLE_TOLERANCE_DEGREES = 5.0
 UNKNOWN_SYSTEM = "unknown"
 
 
+@dataclass(frozen=True, slots=True)
+class RecordSummary:
+    """What combining needs of a record, without its structure: ``formula`` is the reduced
+    formula, ``material_id`` the Materials Project id where the source gives one."""
+
+    id: str
+    source: str
+    formula: str
+    material_id: str | None = None
+
+    @classmethod
+    def of(cls, record: StructureRecord) -> RecordSummary:
+        # Interned: a million records share a few sources and far fewer formulas.
+        return cls(
+            id=record.id,
+            source=sys.intern(record.source),
+            formula=sys.intern(record.structure.composition.reduced_formula),
+            material_id=record.meta.get("material_id"),
+        )
+
+
 def remove_same_material_ids(
-    records: Iterable[StructureRecord],
-) -> tuple[list[StructureRecord], list[Reject]]:
-    """The records whose Materials Project id (``meta["material_id"]``) an earlier record
-    already has removed, and a reject for each one removed; records without one all stay."""
+    records: Iterable[RecordSummary],
+) -> tuple[list[RecordSummary], list[Reject]]:
+    """The records whose Materials Project id an earlier record already has removed, and a
+    reject for each one removed; records without one all stay."""
     first_source: dict[str, str] = {}
     kept, rejects = [], []
     for record in records:
-        material_id = record.meta.get("material_id")
-        if material_id in first_source:
+        if record.material_id in first_source:
             reason = (
-                f"Materials Project id {material_id} already read from {first_source[material_id]}"
+                f"Materials Project id {record.material_id} already read from "
+                f"{first_source[record.material_id]}"
             )
             rejects.append(Reject(record.id, "download:dedup", reason))
             continue
-        if material_id is not None:
-            first_source[material_id] = record.source
+        if record.material_id is not None:
+            first_source[record.material_id] = record.source
         kept.append(record)
     return kept, rejects
 
@@ -54,9 +79,13 @@ def matching_groups(structures: Sequence[Structure]) -> list[list[int]]:
     """Positions of ``structures`` grouped by StructureMatcher, each group in ascending order."""
     # group_structures reduces every structure once, where pairwise fit() would redo it
     # for every comparison.
-    position_of = {id(structure): p for p, structure in enumerate(structures)}
+    # Found again by identity, and a source may give one structure object twice: each
+    # object's positions are handed out in turn.
+    positions_of: dict[int, list[int]] = defaultdict(list)
+    for position, structure in reversed(list(enumerate(structures))):
+        positions_of[id(structure)].append(position)
     groups = StructureMatcher().group_structures(list(structures))
-    return [sorted(position_of[id(structure)] for structure in group) for group in groups]
+    return [sorted(positions_of[id(structure)].pop() for structure in group) for group in groups]
 
 
 def remove_duplicates(
@@ -81,6 +110,28 @@ def remove_duplicates(
         for p, first in sorted(duplicate_of.items())
     ]
     return kept, rejects
+
+
+def formula_buckets(formulas: Iterable[str], bucket_records: int) -> dict[str, int]:
+    """The bucket of every reduced formula that more than one record has, given the formula
+    of every record: whole formulas, in order of first appearance, packed into buckets of at
+    most ``bucket_records`` records (one formula with more has a bucket of its own).
+
+    Formulas of one record each are left out: they cannot have duplicates.
+    """
+    counts: dict[str, int] = defaultdict(int)
+    for formula in formulas:
+        counts[formula] += 1
+    buckets: dict[str, int] = {}
+    bucket, filled = 0, 0
+    for formula, count in counts.items():
+        if count < 2:
+            continue
+        if filled and filled + count > bucket_records:
+            bucket, filled = bucket + 1, 0
+        buckets[formula] = bucket
+        filled += count
+    return buckets
 
 
 def crystal_system_of_structure(structure: Structure) -> str:
