@@ -1,6 +1,7 @@
+import numpy as np
 import pytest
 
-from xrdsym.io import append_jsonl_gz, atomic_path, read_jsonl_gz, write_jsonl_gz
+from xrdsym.io import append_jsonl_gz, atomic_path, read_jsonl_gz, write_jsonl_gz, write_npy
 
 
 def test_atomic_file_is_not_written_when_the_block_fails(tmp_path):
@@ -33,3 +34,11 @@ def test_append_jsonl_gz_keeps_every_batch_in_order(tmp_path):
     assert append_jsonl_gz(path, [{"id": "a"}, {"id": "b"}]) == 2
     assert append_jsonl_gz(path, [{"id": "c"}]) == 1
     assert [record["id"] for record in read_jsonl_gz(path)] == ["a", "b", "c"]
+
+
+def test_write_npy_in_blocks_gives_the_bytes_of_np_save(tmp_path):
+    array = np.arange(24, dtype=np.float32).reshape(6, 4)
+    np.save(tmp_path / "whole.npy", array)
+    with open(tmp_path / "blocks.npy", "wb") as handle:
+        write_npy(handle, array.shape, array.dtype, [array[:2], array[2:5], array[5:]])
+    assert (tmp_path / "blocks.npy").read_bytes() == (tmp_path / "whole.npy").read_bytes()

@@ -10,8 +10,9 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
 REJECT_COLUMNS = ["id", "stage", "reason"]
@@ -88,3 +89,18 @@ def write_table(path: str | Path, table: pd.DataFrame) -> None:
 def rejects_table(rejects: Iterable[dict]) -> pd.DataFrame:
     """The rejects (id, stage, reason) as a table, empty with its columns when there are none."""
     return pd.DataFrame(list(rejects), columns=REJECT_COLUMNS)
+
+
+def write_npy(
+    handle: IO[bytes], shape: tuple[int, ...], dtype: np.dtype, blocks: Iterable[np.ndarray]
+) -> None:
+    """Write the .npy of the array ``shape`` of ``dtype`` whose rows are ``blocks`` joined,
+    one block in memory at a time: the same bytes as ``np.save`` of the joined array."""
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(handle, header)
+    n_rows = 0
+    for block in blocks:
+        handle.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
+        n_rows += len(block)
+    if n_rows != shape[0]:
+        raise RuntimeError(f"wrote {n_rows} rows of an array of shape {shape}")

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import fields
 from importlib.metadata import version
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,14 @@ from xrdsym.diffraction import (
     pattern_from_peaks,
     peak_simulator,
 )
-from xrdsym.io import atomic_path, read_jsonl_gz, rejects_table, write_json, write_table
+from xrdsym.io import (
+    atomic_path,
+    read_jsonl_gz,
+    rejects_table,
+    write_json,
+    write_npy,
+    write_table,
+)
 from xrdsym.parallel import parallel_map
 from xrdsym.sources import Reject, StructureRecord
 from xrdsym.split import grouped_stratified_split
@@ -202,21 +209,6 @@ def _joined_offsets(chunk_paths: Iterable[Path]) -> Iterator[np.ndarray]:
     for offsets in _chunk_arrays(chunk_paths, "offsets"):
         yield offsets[1:] + n_peaks_before
         n_peaks_before += offsets[-1]
-
-
-def write_npy(
-    handle: IO[bytes], shape: tuple[int, ...], dtype: np.dtype, blocks: Iterable[np.ndarray]
-) -> None:
-    """Write the .npy of the array ``shape`` of ``dtype`` whose rows are ``blocks`` joined,
-    one block in memory at a time: the same bytes as ``np.save`` of the joined array."""
-    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
-    np.lib.format.write_array_header_1_0(handle, header)
-    n_rows = 0
-    for block in blocks:
-        handle.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
-        n_rows += len(block)
-    if n_rows != shape[0]:
-        raise RuntimeError(f"wrote {n_rows} rows of an array of shape {shape}")
 
 
 def assemble_chunks(
