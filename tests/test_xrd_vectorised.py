@@ -12,15 +12,16 @@ from xrdsym.diffraction import (
     simulate_peaks,
     smooth_and_normalise,
 )
+from xrdsym.measured import parse_wavelength
 from xrdsym.sources import StructureRecord
 from xrdsym.sources.cif_dir import read_cif
 from xrdsym.sources.synthetic import SyntheticSettings, iter_synthetic
 from xrdsym.symmetry import CRYSTAL_SYSTEMS
+from xrdsym.wavelengths import WAVELENGTHS
 from xrdsym.xrd_vectorised import (
     damped_phase_sums,
     phase_sums,
     simulate_peaks_vectorised,
-    wavelength_in_angstrom,
 )
 
 GRID = TwoThetaGrid(0, 90, 0.02)
@@ -178,7 +179,7 @@ def test_other_wavelengths_and_ranges_agree_with_pymatgen(wavelength, two_theta_
 def test_reflections_at_the_sphere_edge_count_as_in_pymatgen():
     # For radii of 1/Å and more (Mo K-alpha up to 90°) pymatgen's sphere search takes points
     # with |g|² < r² + 1e-8: here 500, 430 and 340 lie 5e-10 r outside the sphere, at 90.00000006°.
-    radius = 2 * np.sin(np.radians(45)) / wavelength_in_angstrom("MoKa")
+    radius = 2 * np.sin(np.radians(45)) / WAVELENGTHS["MoKa"]
     structure = Structure(Lattice.cubic(5 / (radius * (1 + 5e-10))), ["Po"], [[0, 0, 0]])
     reference, peaks = assert_agrees_with_pymatgen(structure, "MoKa", (0, 90))
     assert reference.two_theta[-1] > 90
@@ -203,7 +204,7 @@ def test_hkl_is_the_reflection_pymatgen_reports_first(rock_salt):
         d = 1 / np.linalg.norm(
             peaks.hkl @ structure.lattice.reciprocal_lattice_crystallographic.matrix, axis=1
         )
-        two_theta = np.degrees(2 * np.arcsin(wavelength_in_angstrom(wavelength) / (2 * d)))
+        two_theta = np.degrees(2 * np.arcsin(parse_wavelength(wavelength) / (2 * d)))
         assert np.allclose(two_theta, peaks.two_theta, atol=1e-9)
 
 
@@ -263,14 +264,6 @@ def test_phase_sums_equal_one_exponential_per_reflection_and_site(monkeypatch):
     # in blocks of a few h at a time, the same
     monkeypatch.setattr(xrd_vectorised, "PHASE_CHUNK_ENTRIES", 50)
     assert np.allclose(phase_sums(hkl, frac_coords, occupancies), direct, rtol=0, atol=1e-12)
-
-
-def test_wavelengths():
-    assert wavelength_in_angstrom("CuKa") == 1.54184
-    assert wavelength_in_angstrom(1) == 1.0
-    for bad in ("CuKalpha", -1.0, 0, True, None):
-        with pytest.raises(ValueError, match="anode"):
-            wavelength_in_angstrom(bad)
 
 
 def test_a_structure_without_sites_is_a_value_error():

@@ -17,7 +17,6 @@ over contiguous memory.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -29,11 +28,11 @@ from pymatgen.analysis.diffraction.core import (
 )
 from pymatgen.analysis.diffraction.xrd import (
     ATOMIC_SCATTERING_PARAMS,
-    WAVELENGTHS,
     XRDCalculator,
 )
 
 from xrdsym.diffraction import Peaks
+from xrdsym.measured import parse_wavelength
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -52,20 +51,6 @@ FORM_FACTOR_CONSTANT = 41.78214
 # the same reflections at the sphere's edge.
 SPHERE_SEARCH_MIN_RADIUS = 1.0
 SPHERE_SEARCH_TOL = 1e-8
-
-
-def wavelength_in_angstrom(wavelength: str | float) -> float:
-    """The wavelength in Å of an anode name known to pymatgen ("CuKa") or of a number in Å."""
-    if isinstance(wavelength, str):
-        if wavelength not in WAVELENGTHS:
-            known = ", ".join(WAVELENGTHS)
-            raise ValueError(f"unknown anode {wavelength!r}; known: {known} (or a number in Å)")
-        return WAVELENGTHS[wavelength]
-    if isinstance(wavelength, bool) or not isinstance(wavelength, numbers.Real) or wavelength <= 0:
-        raise ValueError(
-            f"wavelength must be an anode name or a number of Å > 0, not {wavelength!r}"
-        )
-    return float(wavelength)
 
 
 def reciprocal_points(
@@ -259,7 +244,7 @@ def simulate_peaks_vectorised(
     for each peak the hkl that pymatgen reports first. Raises ValueError when no reflection
     lies in the range (pymatgen raises ValueError there too).
     """
-    wavelength_a = wavelength_in_angstrom(wavelength)
+    wavelength_a = parse_wavelength(wavelength)
     if not len(structure):
         raise ValueError("the structure has no sites")
     ustar = get_ustar(structure)
