@@ -50,7 +50,7 @@ def _measure(patterns: np.ndarray, size: int, folder: Path) -> dict[str, float]:
             write_png(folder / f"{size}_{i}.png", pattern_image(p, size, "viridis"))
 
     write_array, write_pngs = _seconds(to_array), _seconds(to_png)
-    read_array = _seconds(lambda: np.asarray(np.load(array_path, mmap_mode="r")[:]))
+    read_array = _seconds(lambda: np.load(array_path))
     read_pngs = _seconds(
         lambda: np.stack(
             [np.asarray(Image.open(folder / f"{size}_{i}.png").convert("RGB")) for i in range(n)]

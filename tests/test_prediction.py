@@ -17,6 +17,7 @@ from xrdsym.prediction import (
     convert_wavelength,
     find_inputs,
     load_classifier,
+    prepare_files,
     prepare_measured,
     prepare_structure,
     read_model_meta,
@@ -198,3 +199,53 @@ def test_numpy_export_answers_as_keras(model_dir):
     np.testing.assert_allclose(
         by_numpy.probabilities(patterns), by_keras.probabilities(patterns), atol=1e-5
     )
+
+
+SHIPPED = Path(__file__).parents[1] / "src" / "xrdsym" / "shipped_model"
+
+
+def test_shipped_model_classifies_every_sample_as_keras_would():
+    """The model shipped with xrdsym says where it came from, runs without Keras, and gives
+    the Keras model's probabilities on every committed sample."""
+    provenance = json.loads((SHIPPED / "provenance.json").read_text())
+    assert len(provenance["git_commit"]) == 40 and provenance["test_metrics"]["n_test"] > 0
+    assert provenance["reproduce"].startswith("dvc exp run")
+    by_numpy = load_classifier(SHIPPED)
+    samples = [path for path in sorted(DATA.iterdir()) if path.suffix != ".md"]
+    prepared, failures = prepare_files(
+        by_numpy.meta,
+        samples,
+        wavelength=parse_wavelength("CuKa"),
+        background="snip",
+        smooth=0.0,
+        n_jobs=1,
+    )
+    assert failures == [] and len(prepared) == len(samples)
+    patterns = np.stack([ready.intensities for _, _, ready in prepared])
+
+    probabilities = by_numpy.probabilities(patterns)
+
+    assert by_numpy.engine == "numpy" and np.allclose(probabilities.sum(axis=1), 1)
+    by_keras = load_classifier(SHIPPED, engine="keras").probabilities(patterns)
+    np.testing.assert_allclose(probabilities, by_keras, atol=1e-4)
+
+
+def test_predict_uses_the_shipped_model_without_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no models/ here
+    assert main(["predict", str(DATA / "nacl_cu.xy")]) == 0
+    err = capsys.readouterr().err
+    assert "shipped with xrdsym" in err and "run by numpy" in err
+
+
+def test_probabilities_of_a_1d_model_use_the_training_inputs(model_dir):
+    """predict shapes a 1D model's input without importing xrdsym.inputs; it must be what
+    training and evaluation feed the model."""
+    from xrdsym.calibration import apply_temperature
+    from xrdsym.inputs import model_inputs
+
+    classifier = load_classifier(model_dir)
+    patterns = np.random.default_rng(1).random((3, GRID.size))
+    expected = apply_temperature(
+        classifier.outputs(model_inputs(patterns, "pattern", None)), classifier.meta["temperature"]
+    )
+    np.testing.assert_array_equal(classifier.probabilities(patterns), expected)

@@ -14,7 +14,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pymatgen.analysis.diffraction.xrd import XRDCalculator
 from scipy.ndimage import gaussian_filter1d
 
 if TYPE_CHECKING:
@@ -72,6 +71,10 @@ def simulate_peaks(
         wavelength: an anode name known to pymatgen ("CuKa") or a wavelength in Å.
         two_theta_range: (min, max) in degrees.
     """
+    # Imported here: pymatgen takes a second to import, which classifying a measured file
+    # (xrdsym predict) does without.
+    from pymatgen.analysis.diffraction.xrd import XRDCalculator
+
     pattern = XRDCalculator(wavelength=wavelength).get_pattern(
         structure, scaled=True, two_theta_range=two_theta_range
     )

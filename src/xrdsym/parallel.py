@@ -84,6 +84,14 @@ def dask_scheduler(
             cluster.close()
 
 
+def _one_thread_each() -> None:
+    """Worker processes share the cores: one BLAS/OpenMP thread each, or n_jobs workers times
+    their threads would oversubscribe the machine (numpy's matrix products are threaded)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
 def _apply(function: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
     return [function(item) for item in chunk]
 
@@ -146,7 +154,7 @@ def _map(
                 yield function(item)
                 progress.update()
             return
-        with ProcessPoolExecutor(max_workers=n_jobs) as pool:
+        with ProcessPoolExecutor(max_workers=n_jobs, initializer=_one_thread_each) as pool:
             for result in pool.map(function, items, chunksize=CHUNK_SIZE):
                 yield result
                 progress.update()

@@ -82,10 +82,15 @@ class Classifier:
 
     def probabilities(self, patterns: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities (N x classes) of normalised patterns on the grid."""
-        # Imported here: images need matplotlib, which a 1D model never loads.
-        from xrdsym.inputs import model_inputs
+        if self.meta["input"] == "pattern":
+            # What xrdsym.inputs.model_inputs gives a 1D model, without importing that module
+            # (pandas, matplotlib, pymatgen: a second of start-up for every `xrdsym predict`).
+            inputs = np.asarray(patterns, dtype=np.float32)[..., np.newaxis]
+        else:
+            from xrdsym.inputs import model_inputs
 
-        inputs = model_inputs(patterns, self.meta["input"], self.meta["preprocessing"]["image"])
+            image_settings = self.meta["preprocessing"]["image"]
+            inputs = model_inputs(patterns, self.meta["input"], image_settings)
         return apply_temperature(self.outputs(inputs), self.meta["temperature"])
 
 

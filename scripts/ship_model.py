@@ -1,0 +1,75 @@
+"""Ship the model the pipeline last trained: copy it into the package with its provenance.
+
+    dvc exp apply NAME
+    python scripts/ship_model.py --experiment NAME --reproduce "dvc exp run -S model=cnn1d ..."
+
+Run it in the workspace of the run being shipped (after `dvc repro`, `dvc exp run` or
+`dvc exp apply`, whose params.yaml, dvc.lock and metrics are then those of the run).
+`xrdsym predict` uses the shipped model when no --model is given. The provenance file records
+the git commit, the params, the data (DVC's hashes of the pattern set and the model), the test
+metrics and how to reproduce it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import keras
+import yaml
+
+from xrdsym.inference import INFERENCE_FILE
+from xrdsym.io import atomic_path, write_json
+from xrdsym.prediction import META_FILE, MODEL_FILE, read_model_meta
+
+SHIPPED = Path("src/xrdsym/shipped_model")  # where `xrdsym predict` looks without --model
+PROVENANCE_FILE = "provenance.json"
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
+
+
+def _stage_outputs(lock: dict, stage: str) -> dict[str, str]:
+    """Path -> DVC hash of a stage's outputs, from dvc.lock."""
+    return {out["path"]: out["md5"] for out in lock["stages"][stage]["outs"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("models"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/metrics.json"))
+    parser.add_argument("--reproduce", required=True, help="the command that trained the model")
+    parser.add_argument("--experiment", default=None, help="the DVC experiment's name, if any")
+    args = parser.parse_args()
+    meta = read_model_meta(args.model)
+    if not (args.model / INFERENCE_FILE).exists():
+        raise SystemExit(f"{args.model}: no {INFERENCE_FILE}; ship a model that predict can run")
+    lock = yaml.safe_load(Path("dvc.lock").read_text())
+    provenance = {
+        "reproduce": args.reproduce,
+        "dvc_experiment": args.experiment,
+        # The code; params.yaml and dvc.lock differ from the commit's after `dvc exp apply`,
+        # so the run's own params and data hashes are recorded below.
+        "git_commit": _git("rev-parse", "HEAD").strip(),
+        "params": yaml.safe_load(Path("params.yaml").read_text()),
+        "data": _stage_outputs(lock, "patterns") | _stage_outputs(lock, "train"),
+        "model": {key: meta[key] for key in ("model", "classes", "params_hash", "keras_backend")},
+        "test_metrics": json.loads(args.metrics.read_text()),
+    }
+    with atomic_path(SHIPPED) as tmp:
+        tmp.mkdir()
+        for name in (META_FILE, INFERENCE_FILE):
+            shutil.copy2(args.model / name, tmp / name)
+        # Without the optimizer's state (two more copies of every weight): inference only.
+        keras.saving.load_model(args.model / MODEL_FILE, compile=False).save(tmp / MODEL_FILE)
+        write_json(tmp / PROVENANCE_FILE, provenance)
+    size = sum(path.stat().st_size for path in SHIPPED.iterdir()) / 1e6
+    print(f"shipped {args.model} -> {SHIPPED} ({size:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
