@@ -249,3 +249,15 @@ def test_probabilities_of_a_1d_model_use_the_training_inputs(model_dir):
         classifier.outputs(model_inputs(patterns, "pattern", None)), classifier.meta["temperature"]
     )
     np.testing.assert_array_equal(classifier.probabilities(patterns), expected)
+
+
+def test_shipped_model_finds_halite_cubic_in_every_format(tmp_path, monkeypatch, capsys):
+    """The shipped model on the committed samples (NaCl measured at Cu and Mo Kα in five
+    formats, and its structure): cubic first every time. A retrained model must keep this."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "answers.json"
+    samples = [str(path) for path in sorted(DATA.iterdir()) if path.suffix != ".md"]
+    assert main(["predict", *samples, "--wavelength", "CuKa", "--json", str(out)]) == 0
+    answers = json.loads(out.read_text())["patterns"]
+    assert len(answers) == len(samples)
+    assert {answer["predictions"][0]["crystal_system"] for answer in answers} == {"cubic"}
