@@ -704,3 +704,15 @@ def test_table_reader_agrees_with_line_reader(lines, decimal_comma):
         pytest.fail("the table reader accepted lines the line reader refuses")
     np.testing.assert_array_equal(table[:, 0], two_theta)
     np.testing.assert_array_equal(table[:, 1], intensities)
+
+
+def test_a_line_of_separators_alone_is_blank(tmp_path):
+    """Found by the table-reader fuzz test: "," alone between data lines is skipped by both
+    readers, as a blank line."""
+    lines = xy_text(sep=",").splitlines()
+    lines.insert(3, ",")
+    (pattern,) = read_measured(write(tmp_path / "scan.csv", "\n".join(lines)))
+    np.testing.assert_allclose(pattern.two_theta, TWO_THETA)
+    assert _read_table(["0.0,0.0", ","], False) is not None
+    two_theta, _, _ = _read_lines(["0.0,0.0", ","], 1, False, [], "random.xy")
+    assert two_theta == [0.0]

@@ -145,8 +145,9 @@ def test_repro_then_nothing_then_sigma_sweep_then_1d_model(tmp_path):
     metrics = json.loads((repo / "metrics" / "metrics.json").read_text())
     assert 0 <= metrics["accuracy"] <= metrics["top5_accuracy"] <= 1
     assert set(metrics["crystal_system"]["per_class"]) == set(params["classes"])
-    assert "space group (calibrated probability)" in _run(repo, "xrdsym", "predict", "nacl.cif")
+    answer = _run(repo, "xrdsym", "predict", "nacl.cif", "--model", "models", "--top-k", "7")
+    assert "space group (calibrated probability)" in answer and "nacl.cif\tstructure" in answer
 
-    # `xrdsym predict` finds the model the pipeline trained and classifies a structure with it.
-    answer = _run(repo, "xrdsym", "predict", "nacl.cif", "--top-k", "7")
-    assert "trained by the pipeline" in answer and "nacl.cif\tstructure" in answer
+    # Without --model, `xrdsym predict` uses the model shipped with xrdsym, and says so.
+    answer = _run(repo, "xrdsym", "predict", "nacl.cif")
+    assert "shipped with xrdsym" in answer and "crystal system (calibrated" in answer

@@ -357,6 +357,8 @@ def _read_lines(
             notes.append(stripped)
             continue
         fields = [field.strip('"') for field in separators.split(stripped) if field]
+        if not fields:
+            continue  # separators alone, as numpy's reader sees it: a blank line
         if decimal_comma:
             fields = [field.replace(",", ".") for field in fields]
         if len(fields) < 2:
