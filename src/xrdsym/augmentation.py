@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.polynomial import chebyshev
 
-from xrdsym.diffraction import PeakTable, TwoThetaGrid, normalise
+from xrdsym.diffraction import PeakTable, TwoThetaGrid, gather_ranges, normalise
 from xrdsym.errors import ParamsError
 
 # Scherrer's shape factor K for the FWHM: 0.89 for spheres to 0.94 for cubes; 0.9 is the usual
@@ -203,10 +203,7 @@ class PeakReflections:
     def of_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Indices into ``hkl`` of the reflections of table ``rows``, and for each its place
         in ``rows``."""
-        counts = self.offsets[rows + 1] - self.offsets[rows]
-        owner = np.repeat(np.arange(len(rows)), counts)
-        starts = np.repeat(self.offsets[rows] - np.cumsum(counts) + counts, counts)
-        return starts + np.arange(counts.sum()), owner
+        return gather_ranges(self.offsets, rows)
 
 
 def peak_reflections(table: PeakTable, wavelength_angstrom: float) -> PeakReflections:

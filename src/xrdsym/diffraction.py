@@ -150,6 +150,17 @@ def pattern_from_structure(
     return pattern_from_peaks(peaks, grid, sigma)
 
 
+def gather_ranges(offsets: np.ndarray, selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the ranges ``offsets[i]:offsets[i + 1]`` of a flat table, for every ``i`` in
+    ``selected`` in that order, and for each row its place in ``selected``."""
+    selected = np.asarray(selected, dtype=np.int64)
+    counts = offsets[selected + 1] - offsets[selected]
+    owner = np.repeat(np.arange(len(selected)), counts)
+    # Row k of range j: its first row plus k, computed for all rows at once.
+    starts = np.repeat(offsets[selected] - np.cumsum(counts) + counts, counts)
+    return starts + np.arange(counts.sum()), owner
+
+
 @dataclass(frozen=True)
 class PeakTable:
     """The peak lists of many structures in flat arrays, as the patterns stage stores them.
@@ -192,12 +203,7 @@ class PeakTable:
     def rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Row numbers of the peaks of the structures at ``positions``, and for each row its
         place in ``positions`` (0 for the first structure asked for, 1 for the next, ...)."""
-        positions = np.asarray(positions, dtype=np.int64)
-        counts = self.offsets[positions + 1] - self.offsets[positions]
-        owner = np.repeat(np.arange(len(positions)), counts)
-        # Row k of structure j: its first row plus k, computed for all rows at once.
-        starts = np.repeat(self.offsets[positions] - np.cumsum(counts) + counts, counts)
-        return starts + np.arange(counts.sum()), owner
+        return gather_ranges(self.offsets, positions)
 
     def subset(self, positions: np.ndarray) -> PeakTable:
         """The table of the structures at ``positions``, in that order."""
