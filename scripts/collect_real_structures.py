@@ -94,7 +94,7 @@ def main() -> None:
         for source, name, structure in _candidates():
             if name in EXCLUDED:
                 continue
-            space_group, crystal_system = analyse_symmetry(structure, 0.1, 5)
+            space_group, crystal_system, _ = analyse_symmetry(structure, 0.1, 5)
             file_name = f"{source}/{Path(name).stem}.cif"
             (tmp / source).mkdir(parents=True, exist_ok=True)
             with warnings.catch_warnings():

@@ -69,6 +69,9 @@ def test_a_stage_sees_only_its_keys(params):
         ({"download": {"matminer": {"data_home": "m"}}}, "missing key 'download.matminer.limit'"),
         ({"download": {"mp_api": {"per_system": {"cubical": 9}}}}, "per_system='cubical'"),
         ({"download": {"mp_api": {"per_system": {"cubic": 0}}}}, "per_system.cubic=0"),
+        ({"download": {"amcsd": {"limit": 0}}}, "download.amcsd.limit=0"),
+        ({"patterns": {"group_by": "prototype"}}, "patterns.group_by='prototype'"),
+        ({"source": "synthetic", "n_per_class": None}, "source synthetic needs a number"),
     ],
 )
 def test_invalid_params_name_the_key_and_value(params, change, message):

@@ -10,10 +10,10 @@ from pymatgen.core import Lattice, Structure
 
 from xrdsym.io import read_jsonl_gz, rejects_table
 from xrdsym.sources import Reject, StructureRecord, iter_source
-from xrdsym.sources.combine import crystal_systems, remove_duplicates
+from xrdsym.sources.combine import record_symmetries, remove_duplicates
 from xrdsym.stages import download
 from xrdsym.stages.download import PARAMS, run
-from xrdsym.symmetry import CRYSTAL_SYSTEMS
+from xrdsym.symmetry import CRYSTAL_SYSTEMS, crystal_system_of_space_group
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,8 @@ def _in_memory_reference(items: list, sources: list[str]) -> tuple[list[dict], p
         unique.append(record)
     kept, duplicates = remove_duplicates(unique)
     kept_objects = {id(record) for record in kept}
-    systems = crystal_systems(records)
+    symmetries = record_symmetries(records)
+    systems = [system for system, _ in symmetries]
     rows = [(r.source, s, id(r) in kept_objects) for r, s in zip(records, systems, strict=True)]
     all_systems = [*CRYSTAL_SYSTEMS, *sorted(set(systems) - set(CRYSTAL_SYSTEMS))]
 
@@ -139,7 +140,22 @@ def _in_memory_reference(items: list, sources: list[str]) -> tuple[list[dict], p
         "n_duplicates": len(duplicates),
         "per_source": {name: counts([r for r in rows if r[0] == name]) for name in sources},
         "per_class": {"read": totals["read_per_class"], "kept": totals["kept_per_class"]},
+        "stated_space_group": {},
     }
+    for name in sources:
+        pairs = [
+            (r.meta["stated_space_group"], found)
+            for r, (_, found) in zip(records, symmetries, strict=True)
+            if r.source == name and r.meta.get("stated_space_group") is not None
+        ]
+        metrics["stated_space_group"][name] = {
+            "stated": len(pairs),
+            "agree": sum(a == b for a, b in pairs),
+            "agree_crystal_system": sum(
+                crystal_system_of_space_group(a) == crystal_system_of_space_group(b)
+                for a, b in pairs
+            ),
+        }
     reject_rows = rejects_table(r.to_row() for r in rejects + same_ids + duplicates)
     return [r.to_json() for r in kept], reject_rows, metrics
 
@@ -163,7 +179,7 @@ def test_streamed_in_small_batches_and_buckets_as_all_in_memory(
     # holds whole formulas; spies record how many structures each step held at once.
     monkeypatch.setattr(download, "BATCH_RECORDS", 3)
     monkeypatch.setattr(download, "BUCKET_RECORDS", 2)
-    held = {"crystal_systems": [], "remove_duplicates": []}
+    held = {"record_symmetries": [], "remove_duplicates": []}
     for name in held:
         original = getattr(download, name)
 
@@ -194,5 +210,5 @@ def test_streamed_in_small_batches_and_buckets_as_all_in_memory(
     assert expected_metrics["n_same_material_id"] == 1 and expected_metrics["n_duplicates"] == 8
     # Formulas NaCl (6 records, more than a bucket), TiO2 (4), CsCl and KCl (2 each).
     assert held["remove_duplicates"] == [6, 4, 2, 2]
-    assert held["crystal_systems"] == [3, 3, 3, 3, 3]
+    assert held["record_symmetries"] == [3, 3, 3, 3, 3]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["structures"]  # spool removed

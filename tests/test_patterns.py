@@ -36,6 +36,7 @@ PARAMS_VALUES = {
         "test_size": 0.2,
         "val_size": 0.1,
         "simulator": "vectorised",
+        "group_by": "structure_type",
         "chunk_size": 500,
     },
 }
@@ -61,6 +62,7 @@ def test_label_is_the_analysed_crystal_system_not_the_requested_one():
         "formula": "Al",
         "space_group": 225,
         "crystal_system": "cubic",
+        "structure_type": "225:a",
         "source": "synthetic",
     }
     assert pattern.shape == (GRID.size,) and np.isclose(pattern.max(), 1.0)
@@ -250,3 +252,15 @@ def test_a_killed_run_resumes_from_its_chunks(tmp_path):
 
     uninterrupted = _run(PARAMS_VALUES, structures, tmp_path / "uninterrupted", **KILLED_RUN)
     assert _files(tmp_path / "resumed" / "patterns") == _files(uninterrupted)
+
+
+def test_no_structure_type_is_in_two_splits(tmp_path):
+    structures = _write_structures(tmp_path / "structures", 30)
+    out = _run(PARAMS_VALUES, structures, tmp_path / "out", group_by="structure_type")
+    index = pd.read_csv(out / "index.csv")
+    # Rock salts, rutiles and hcp metals with other lattice parameters: three types.
+    assert set(index["structure_type"]) == {"225:ab", "136:af", "194:c"}
+    assert (index.groupby("structure_type")["split"].nunique() == 1).all()
+    per_split = json.loads((tmp_path / "out" / "metrics.json").read_text())["per_split"]
+    assert sum(s["structures"] for s in per_split.values()) == len(index)
+    assert sum(s["structure_types"] for s in per_split.values()) == 3

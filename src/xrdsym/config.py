@@ -7,6 +7,7 @@ cannot read a key DVC does not know it depends on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,24 @@ from xrdsym.errors import ParamsError
 from xrdsym.symmetry import CRYSTAL_SYSTEMS, TARGETS
 from xrdsym.wavelengths import WAVELENGTHS
 
-SOURCES = ("synthetic", "cif_dir", "matminer", "mp_api")
+SOURCES = ("synthetic", "cif_table", "amcsd", "cif_dir", "matminer", "mp_api")
 # Each model and what it reads: "image" (square RGB images from the images stage) or
 # "pattern" (the normalised 1D pattern itself, one channel).
 MODEL_INPUTS = {"mobilenetv2": "image", "cnn1d": "pattern"}
 CLASS_WEIGHTS = ("none", "balanced")
+# What each split holds whole (patterns.group_by), a column of the patterns' index: structure
+# types (space group and occupied Wyckoff letters, whatever the elements) or reduced formulas.
+GROUP_BY = ("structure_type", "formula")
 IMAGE_METHODS = ("raster",)
+CIF_TABLE_KEYS = (
+    "tables",
+    "id_column",
+    "cif_column",
+    "space_group_column",
+    "class_column",
+    "keep_columns",
+    "data_home",
+)
 SYNTHETIC_KEYS = (
     "elements",
     "max_species",
@@ -147,6 +160,39 @@ def _subsection(section: dict[str, Any], key: str, names: Iterable[str]) -> dict
     return subsection
 
 
+def _column(key: str, value: Any, optional: bool = False) -> None:
+    if not (isinstance(value, str) and value) and not (optional and value is None):
+        raise _fail(key, value, "must be a column name" + (" or null" if optional else ""))
+
+
+def _cif_table(section: dict[str, Any]) -> None:
+    key = "download.cif_table"
+    tables = section["tables"]
+    if not isinstance(tables, list) or not tables:
+        raise _fail(f"{key}.tables", tables, "must be a non-empty list of tables")
+    for table in tables:
+        if isinstance(table, str) and table:
+            continue
+        if not (isinstance(table, dict) and set(table) == {"url", "sha256"}):
+            raise _fail(f"{key}.tables", table, "must be a path or {url: ..., sha256: ...}")
+        sha256 = table["sha256"]
+        if not (isinstance(sha256, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha256)):
+            raise _fail(f"{key}.tables", table, "sha256 must be 64 hex digits")
+        if not (isinstance(table["url"], str) and "://" in table["url"]):
+            raise _fail(f"{key}.tables", table, "url must be a URL")
+    _column(f"{key}.id_column", section["id_column"])
+    _column(f"{key}.cif_column", section["cif_column"])
+    _column(f"{key}.space_group_column", section["space_group_column"], optional=True)
+    _column(f"{key}.class_column", section["class_column"], optional=True)
+    columns = section["keep_columns"]
+    if not isinstance(columns, list):
+        raise _fail(f"{key}.keep_columns", columns, "must be a list of column names")
+    for column in columns:
+        _column(f"{key}.keep_columns", column)
+    if not isinstance(section["data_home"], str) or not section["data_home"]:
+        raise _fail(f"{key}.data_home", section["data_home"], "must be a folder path")
+
+
 def _download(section: dict[str, Any]) -> None:
     if not isinstance(section["cif_dir"], str) or not section["cif_dir"]:
         raise _fail("download.cif_dir", section["cif_dir"], "must be a folder path")
@@ -161,6 +207,10 @@ def _download(section: dict[str, Any]) -> None:
     for system, count in per_system.items():
         _choice("download.mp_api.per_system", system, CRYSTAL_SYSTEMS)
         _integer(f"download.mp_api.per_system.{system}", count, minimum=1)
+    _cif_table(_subsection(section, "download.cif_table", CIF_TABLE_KEYS))
+    limit = _subsection(section, "download.amcsd", ("limit",))["limit"]
+    if limit is not None:
+        _integer("download.amcsd.limit", limit, minimum=1)
     key = "download.synthetic"
     synthetic = _subsection(section, key, SYNTHETIC_KEYS)
     _integer(f"{key}.max_species", synthetic["max_species"], minimum=1)
@@ -181,6 +231,7 @@ def _patterns(section: dict[str, Any]) -> None:
     if test + val >= 1:
         raise _fail("patterns.val_size", val, "test_size + val_size must leave a training split")
     _choice("patterns.simulator", section["simulator"], SIMULATORS)
+    _choice("patterns.group_by", section["group_by"], GROUP_BY)
     _integer("patterns.chunk_size", section["chunk_size"], minimum=1)
 
 
@@ -237,7 +288,7 @@ _KEY_CHECKS: dict[str, Callable[[Any], None]] = {
     "seed": lambda v: _integer("seed", v, minimum=0),
     "classes": _classes,
     "source": _sources,
-    "n_per_class": lambda v: _integer("n_per_class", v, minimum=1),
+    "n_per_class": lambda v: v is None or _integer("n_per_class", v, minimum=1),
     "n_jobs": lambda v: _integer("n_jobs", v, minimum=1),
     "dask_scheduler": _dask_scheduler,
     "wavelength": _wavelength,
@@ -259,6 +310,10 @@ def validate(params: dict[str, Any]) -> None:
     for key, check in _KEY_CHECKS.items():
         if key in params:
             check(params[key])
+    sources = params.get("source", [])
+    names = [sources] if isinstance(sources, str) else sources
+    if "synthetic" in names and "n_per_class" in params and params["n_per_class"] is None:
+        raise _fail("n_per_class", None, "source synthetic needs a number per class")
     if "two_theta_min" in params or "two_theta_max" in params:
         _two_theta(params)
     for key, check in _SECTION_CHECKS.items():

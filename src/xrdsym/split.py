@@ -1,4 +1,5 @@
-"""Train/validation/test split: stratified by class, grouped by composition, seeded."""
+"""Train/validation/test split: stratified by class, grouped (by structure type or
+composition), seeded."""
 
 from __future__ import annotations
 
@@ -36,9 +37,10 @@ def grouped_stratified_split(
 ) -> np.ndarray:
     """Assign each row to "train", "val" or "test".
 
-    No group (reduced formula) appears in two splits, so the model is never tested on a
-    composition it was trained on. ``test_size`` and ``val_size`` are fractions of all rows;
-    the folds of scikit-learn's StratifiedGroupKFold make them approximate.
+    No group (a structure type, or a reduced formula) appears in two splits, so the model is
+    never tested on a structure type (or composition) it was trained on. ``test_size`` and
+    ``val_size`` are fractions of all rows; the folds of scikit-learn's StratifiedGroupKFold
+    make them approximate.
     """
     labels = np.asarray(labels)
     groups = np.asarray(groups)

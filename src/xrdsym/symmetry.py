@@ -44,10 +44,17 @@ def crystal_system_of_space_group(number: int) -> str:
     raise ValueError(f"space group number must be in 1..230, got {number}")
 
 
+def structure_type_key(space_group: int, wyckoff_letters: Sequence[str]) -> str:
+    """An element-agnostic structure type: the space group and the sorted Wyckoff letters of
+    the occupied orbits (AFLOW's prototype idea), e.g. ``225:ab`` for rock salt."""
+    return f"{space_group}:{''.join(sorted(wyckoff_letters))}"
+
+
 def analyse_symmetry(
     structure: Structure, symprec: float, angle_tolerance: float
-) -> tuple[int, str]:
-    """Space-group number and crystal system that spglib finds for ``structure``.
+) -> tuple[int, str, str]:
+    """Space-group number, crystal system and structure type that spglib finds for
+    ``structure`` (see :func:`structure_type_key`).
 
     Args:
         structure: the crystal structure.
@@ -55,4 +62,9 @@ def analyse_symmetry(
         angle_tolerance: angle tolerance in degrees.
     """
     analyzer = SpacegroupAnalyzer(structure, symprec=symprec, angle_tolerance=angle_tolerance)
-    return analyzer.get_space_group_number(), analyzer.get_crystal_system()
+    dataset = analyzer.get_symmetry_dataset()
+    # One letter per crystallographic orbit: its first atom stands for all of it.
+    orbits = sorted(set(dataset.equivalent_atoms))
+    letters = [dataset.wyckoffs[atom] for atom in orbits]
+    number = analyzer.get_space_group_number()
+    return number, analyzer.get_crystal_system(), structure_type_key(number, letters)

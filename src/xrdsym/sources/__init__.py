@@ -58,13 +58,14 @@ def iter_source(
     name: str,
     *,
     classes: Sequence[str],
-    n_per_class: int,
+    n_per_class: int | None,
     seed: int,
     n_jobs: int,
     settings: dict[str, Any],
 ) -> Iterator[StructureRecord | Reject]:
     """Records (or rejects) from the source called ``name``, configured by ``settings``
-    (params' ``download`` section)."""
+    (params' ``download`` section). ``n_per_class`` is the number of structures per crystal
+    system made by ``synthetic`` or drawn from ``cif_table``; None (cif_table only): all."""
     if name == "synthetic":
         from xrdsym.sources.synthetic import SyntheticSettings, iter_synthetic
 
@@ -75,6 +76,15 @@ def iter_source(
         from xrdsym.sources.cif_dir import iter_cif_dir
 
         yield from iter_cif_dir(Path(settings["cif_dir"]), n_jobs)
+    elif name == "cif_table":
+        from xrdsym.sources.cif_table import CifTableSettings, iter_cif_table
+
+        table_settings = CifTableSettings.from_params(settings["cif_table"])
+        yield from iter_cif_table(table_settings, classes, n_per_class, seed, n_jobs)
+    elif name == "amcsd":
+        from xrdsym.sources.amcsd import iter_amcsd
+
+        yield from iter_amcsd(settings["amcsd"]["limit"], seed, n_jobs)
     elif name == "matminer":
         from xrdsym.sources.matminer import iter_matminer
 

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from pymatgen.core import Structure
 from pymatgen.io.cif import CifParser
 
 from xrdsym.errors import XrdsymError
@@ -29,18 +30,27 @@ def cif_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".cif" and p.is_file())
 
 
-def read_cif(path: Path, folder: Path) -> list[StructureRecord | Reject]:
-    """The structures of one CIF file, or one reject saying why it cannot be read."""
-    file_id = path.relative_to(folder).as_posix()
+def parse_cif(cif: Path | str) -> list[Structure] | str:
+    """The structures of a CIF file (a path) or CIF text (a string), in the conventional
+    setting the file gives, occupancies kept; or the reason pymatgen cannot read them."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            structures = CifParser(path).parse_structures(primitive=False, on_error="raise")
+            parser = CifParser(cif) if isinstance(cif, Path) else CifParser.from_str(cif)
+            structures = parser.parse_structures(primitive=False, on_error="raise")
     except Exception as exc:  # pymatgen raises many types for malformed CIFs
-        return [Reject(file_id, "download", f"unreadable CIF: {exc.__class__.__name__}: {exc}")]
+        return f"{exc.__class__.__name__}: {exc}"
     if not structures:
-        reason = "; ".join(str(w.message) for w in caught) or "no structure in the file"
-        return [Reject(file_id, "download", f"unreadable CIF: {reason}")]
+        return "; ".join(str(w.message) for w in caught) or "no structure in the CIF"
+    return structures
+
+
+def read_cif(path: Path, folder: Path) -> list[StructureRecord | Reject]:
+    """The structures of one CIF file, or one reject saying why it cannot be read."""
+    file_id = path.relative_to(folder).as_posix()
+    structures = parse_cif(path)
+    if isinstance(structures, str):
+        return [Reject(file_id, "download", f"unreadable CIF: {structures}")]
     return [
         StructureRecord(
             id=file_id if len(structures) == 1 else f"{file_id}#{k + 1}",

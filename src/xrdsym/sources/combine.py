@@ -134,20 +134,37 @@ def formula_buckets(formulas: Iterable[str], bucket_records: int) -> dict[str, i
     return buckets
 
 
-def crystal_system_of_structure(structure: Structure) -> str:
-    """The crystal system spglib finds at the Materials Project's tolerances, or "unknown"."""
+def symmetry_of_structure(structure: Structure) -> tuple[int | None, str]:
+    """The space group and crystal system spglib finds at the Materials Project's tolerances,
+    or (None, "unknown")."""
     try:
-        return analyse_symmetry(structure, MP_SYMPREC_ANGSTROM, MP_ANGLE_TOLERANCE_DEGREES)[1]
+        space_group, system, _ = analyse_symmetry(
+            structure, MP_SYMPREC_ANGSTROM, MP_ANGLE_TOLERANCE_DEGREES
+        )
     except Exception:  # spglib fails on a few odd cells, with several exception types
-        return UNKNOWN_SYSTEM
+        return None, UNKNOWN_SYSTEM
+    return space_group, system
 
 
-def crystal_systems(records: Sequence[StructureRecord], n_jobs: int = 1) -> list[str]:
-    """The crystal system of every record: the one its source states (``meta["crystal_system"]``,
-    as the Materials Project's API does), else spglib's (:func:`crystal_system_of_structure`)."""
+def record_symmetries(
+    records: Sequence[StructureRecord], n_jobs: int = 1
+) -> list[tuple[str, int | None]]:
+    """The crystal system of every record, and spglib's space group where it was analysed.
+
+    The crystal system is the one the source states (``meta["crystal_system"]``, as the
+    Materials Project's API does), else spglib's (:func:`symmetry_of_structure`). A record
+    whose source states a space group (``meta["stated_space_group"]``) is always analysed, so
+    that the two can be compared.
+    """
     stated = [record.meta.get("crystal_system") for record in records]
-    unstated = [r.structure for r, system in zip(records, stated, strict=True) if system is None]
-    found = iter(
-        list(parallel_map(crystal_system_of_structure, unstated, n_jobs, "crystal systems"))
-    )
-    return [system if system is not None else next(found) for system in stated]
+    analysed = [
+        system is None or record.meta.get("stated_space_group") is not None
+        for record, system in zip(records, stated, strict=True)
+    ]
+    structures = [r.structure for r, wanted in zip(records, analysed, strict=True) if wanted]
+    found = iter(list(parallel_map(symmetry_of_structure, structures, n_jobs, "symmetry")))
+    result = []
+    for system, wanted in zip(stated, analysed, strict=True):
+        space_group, found_system = next(found) if wanted else (None, None)
+        result.append((system if system is not None else found_system, space_group))
+    return result

@@ -31,12 +31,12 @@ from xrdsym.io import (
 from xrdsym.sources import Reject, StructureRecord, iter_source
 from xrdsym.sources.combine import (
     RecordSummary,
-    crystal_systems,
     formula_buckets,
+    record_symmetries,
     remove_duplicates,
     remove_same_material_ids,
 )
-from xrdsym.symmetry import CRYSTAL_SYSTEMS
+from xrdsym.symmetry import CRYSTAL_SYSTEMS, crystal_system_of_space_group
 
 T = TypeVar("T")
 
@@ -66,6 +66,21 @@ def _counts(rows: Sequence[tuple[str, str, bool]], systems: Sequence[str]) -> di
         "kept_per_class": {
             c: sum(system == c and kept for _, system, kept in rows) for c in systems
         },
+    }
+
+
+def _agreement(pairs: Iterable[tuple[int, int] | None]) -> dict[str, int]:
+    """How many (stated, found) space-group pairs there are, and how many agree on the space
+    group and on its crystal system."""
+    pairs = [pair for pair in pairs if pair is not None]
+    return {
+        "stated": len(pairs),
+        "agree": sum(stated == found for stated, found in pairs),
+        "agree_crystal_system": sum(
+            found is not None
+            and crystal_system_of_space_group(stated) == crystal_system_of_space_group(found)
+            for stated, found in pairs
+        ),
     }
 
 
@@ -113,15 +128,22 @@ def _scan(
     buckets: dict[str, int],
     bucket_dir: Path,
     n_jobs: int,
-) -> list[str]:
-    """The crystal system of every record in ``spool``. On the way, each record whose formula
-    has a bucket (``buckets``) is appended, with its position, to its bucket file, unless its
+) -> tuple[list[str], list[tuple[int, int] | None]]:
+    """The crystal system of every record in ``spool``, and for a record whose source states
+    a space group, that and spglib's (else None). On the way, each record whose formula has a
+    bucket (``buckets``) is appended, with its position, to its bucket file, unless its
     position is in ``skipped``."""
     systems: list[str] = []
+    space_groups: list[tuple[int, int] | None] = []
     for batch in _batches(enumerate(read_jsonl_gz(spool)), BATCH_RECORDS):
         records = [StructureRecord.from_json(data) for _, data in batch]
-        # Interned: the crystal systems come back from worker processes as new strings.
-        systems += map(sys.intern, crystal_systems(records, n_jobs))
+        for record, (system, found) in zip(
+            records, record_symmetries(records, n_jobs), strict=True
+        ):
+            # Interned: the crystal systems come back from worker processes as new strings.
+            systems.append(sys.intern(system))
+            stated = record.meta.get("stated_space_group")
+            space_groups.append(None if stated is None else (stated, found))
         by_bucket: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for position, data in batch:
             bucket = buckets.get(summaries[position].formula)
@@ -129,7 +151,7 @@ def _scan(
                 by_bucket[bucket].append({"position": position, "record": data})
         for bucket, rows in by_bucket.items():
             append_jsonl_gz(_bucket_file(bucket_dir, bucket), rows, SPOOL_COMPRESSLEVEL)
-    return systems
+    return systems, space_groups
 
 
 def _duplicates(bucket_files: Iterable[Path], n_jobs: int) -> dict[int, Reject]:
@@ -181,7 +203,7 @@ def run(params: dict[str, Any], out_dir: Path, metrics_path: Path) -> None:
         unique, same_ids = remove_same_material_ids(summaries)
         same_id_positions = set(_removed(summaries, unique))
         buckets = formula_buckets((s.formula for s in unique), BUCKET_RECORDS)
-        systems = _scan(spool, summaries, same_id_positions, buckets, folder, n_jobs)
+        systems, space_groups = _scan(spool, summaries, same_id_positions, buckets, folder, n_jobs)
         n_buckets = max(buckets.values(), default=-1) + 1
         duplicate_rejects = _duplicates(
             [_bucket_file(folder, bucket) for bucket in range(n_buckets)], n_jobs
@@ -213,6 +235,16 @@ def run(params: dict[str, Any], out_dir: Path, metrics_path: Path) -> None:
                 name: _counts([row for row in rows if row[0] == name], counted) for name in sources
             },
             "per_class": {"read": totals["read_per_class"], "kept": totals["kept_per_class"]},
+            # Where a source states a space group: how often spglib (at the Materials
+            # Project's tolerances) finds the same one, or the same crystal system.
+            "stated_space_group": {
+                name: _agreement(
+                    pair
+                    for summary, pair in zip(summaries, space_groups, strict=True)
+                    if summary.source == name
+                )
+                for name in sources
+            },
         },
     )
     print(

@@ -149,7 +149,7 @@ def _label_and_simulate(record: StructureRecord, meta: dict[str, Any]) -> tuple 
     """Space group, crystal system and model-ready pattern of one structure, or why not."""
     settings = meta["preprocessing"]["pattern"]
     try:
-        space_group, crystal_system = analyse_symmetry(
+        space_group, crystal_system, _ = analyse_symmetry(
             record.structure, settings["symprec"], settings["angle_tolerance"]
         )
         return space_group, crystal_system, prepare_structure(record.structure, meta).intensities

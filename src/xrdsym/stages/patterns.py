@@ -72,7 +72,15 @@ TWO_THETA_FILE = "two_theta.npy"
 INDEX_FILE = "index.csv"
 SETTINGS_FILE = "settings.json"
 REJECTS_FILE = "rejects.csv"
-INDEX_COLUMNS = ["id", "formula", "space_group", "crystal_system", "source", "split"]
+INDEX_COLUMNS = [
+    "id",
+    "formula",
+    "space_group",
+    "crystal_system",
+    "structure_type",
+    "source",
+    "split",
+]
 # Finished chunks live in <out>/../CHUNKS_DIR/<key>/, one CHUNK_FILE each, numbered in order.
 CHUNKS_DIR = ".patterns_chunks"
 CHUNK_FILE, CHUNK_GLOB = "chunk-{:06d}.npz", "chunk-*.npz"
@@ -109,7 +117,9 @@ def process_record(
     step = "symmetry"
     try:
         record = StructureRecord.from_json(data)
-        space_group, crystal_system = analyse_symmetry(record.structure, symprec, angle_tolerance)
+        space_group, crystal_system, structure_type = analyse_symmetry(
+            record.structure, symprec, angle_tolerance
+        )
         step = "xrd"
         peaks = peak_simulator(simulator)(record.structure, wavelength, (grid.start, grid.stop))
         pattern = pattern_from_peaks(peaks, grid, sigma)
@@ -120,6 +130,7 @@ def process_record(
         "formula": record.structure.composition.reduced_formula,
         "space_group": space_group,
         "crystal_system": crystal_system,
+        "structure_type": structure_type,
         "source": record.source,
     }
     reciprocal = record.structure.lattice.reciprocal_lattice_crystallographic.matrix
@@ -248,6 +259,18 @@ def assemble_chunks(
     return rows, rejects
 
 
+def split_counts(index: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Structures, structure types and reduced formulas in each split."""
+    return {
+        split: {
+            "structures": len(rows),
+            "structure_types": rows["structure_type"].nunique(),
+            "formulas": rows["formula"].nunique(),
+        }
+        for split, rows in index.groupby("split", sort=True)
+    }
+
+
 def run(params: dict[str, Any], structures_dir: Path, out_dir: Path, metrics_path: Path) -> None:
     """Write patterns (float32, N x grid), the peak lists, the 2θ grid, the index table and
     the rejects."""
@@ -302,7 +325,7 @@ def run(params: dict[str, Any], structures_dir: Path, out_dir: Path, metrics_pat
         index = pd.DataFrame(rows, columns=INDEX_COLUMNS[:-1])
         index["split"] = grouped_stratified_split(
             index["crystal_system"],
-            index["formula"],
+            index[section["group_by"]],
             section["test_size"],
             section["val_size"],
             params["seed"],
@@ -321,7 +344,8 @@ def run(params: dict[str, Any], structures_dir: Path, out_dir: Path, metrics_pat
             "n_rejected": len(rejects),
             "rejected_by_stage": dict(Counter(r["stage"] for r in rejects)),
             "per_class": index["crystal_system"].value_counts().sort_index().to_dict(),
-            "per_split": index["split"].value_counts().sort_index().to_dict(),
+            "group_by": section["group_by"],
+            "per_split": split_counts(index),
             "simulator": section["simulator"],
             "n_chunks": len(chunk_paths),
             "n_chunks_reused": n_reused,
