@@ -38,3 +38,16 @@ def test_help_lists_every_stage():
     result = _xrdsym("--help", cwd=ROOT)
     for stage in ["download", "patterns", "images", "train", "evaluate"]:
         assert stage in result.stdout
+
+
+def test_predict_with_a_bad_labels_table_is_one_line(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,system\nnacl_cu.xy,cubic\n")
+    sample = ROOT / "tests" / "data" / "nacl_cu.xy"
+    result = _xrdsym("predict", str(sample), "--labels", str(labels), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"xrdsym predict: error: {labels}: labels need the columns file, crystal_system "
+        "(optional: space_group); missing file, crystal_system, found path, system\n"
+    )
+    assert result.stdout == ""

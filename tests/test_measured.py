@@ -9,8 +9,10 @@ from pymatgen.io.cif import CifWriter
 from xrdsym.errors import XrdsymError
 from xrdsym.measured import (
     MIN_POINTS,
+    CalculatedBlockSkipped,
     MeasuredPattern,
     NoPowderData,
+    NotAPattern,
     _read_lines,
     _read_table,
     parse_wavelength,
@@ -463,6 +465,50 @@ def test_cif_structure_only_is_no_powder_data(tmp_path, rock_salt):
     with pytest.raises(NoPowderData) as info:
         read_measured(path)
     assert str(info.value) == f"{path}: holds no powder data (_pd_meas_*/_pd_proc_* loops)"
+
+
+def test_cif_calculated_blocks_are_skipped_with_a_warning(tmp_path):
+    """PLATON's simulated block (named *_simulated_*, marked simulated by publCIF) is left out
+    even with intensities the reader would take, and gives the measured block no wavelength;
+    so is a block of calculated intensities alone."""
+    platon = range_block("NaCl_phase_1_simulated_0.71073", "_pd_proc", "_pd_proc_intensity_total")
+    platon = platon.replace(
+        "_pd_proc_2theta",
+        "_publcif_pd_cifplot 'simulated 2021-03-25'\n"
+        "_diffrn_radiation_wavelength 0.71073\n_pd_proc_2theta",
+        1,
+    )
+    calculated = range_block("fit", "_pd_proc", "_pd_calc_intensity_total")
+    content = RIETVELD_CIF.replace("1.540593 1.0 1\n1.544427 0.5 2", "? 1.0 1")
+    path = write(tmp_path / "paper.cif", content + platon + calculated)
+    with pytest.warns(CalculatedBlockSkipped) as caught:
+        pattern = read_one(path)
+    assert pattern.source == f"{path}#NaCl_powder_pattern" and pattern.wavelength is None
+    assert [str(w.message) for w in caught] == [
+        f"skipped calculated block {path}#{name} (simulated powder data, not measured)"
+        for name in ("NaCl_phase_1_simulated_0.71073", "fit")
+    ]
+
+
+def test_cif_net_intensities_dipping_below_zero_are_clipped(tmp_path):
+    """Net intensities have the background subtracted: noise below zero is clipped to 0."""
+    net = COUNTS - 60  # the flat background is 50 counts
+    block = range_block("net", "_pd_proc", "_pd_proc_intensity_net")
+    block = block.replace("\n".join(f"{c:.1f}" for c in COUNTS), "\n".join(f"{c:.1f}" for c in net))
+    pattern = read_one(write(tmp_path / "net.cif", block))
+    np.testing.assert_array_equal(pattern.intensities, np.clip(net, 0, None))
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("file,crystal_system\nscan.xy,cubic\n", "no data points"),
+        (b"\x00\x01binary", "not a text file"),
+    ],
+)
+def test_a_file_without_any_pattern_is_not_a_pattern(tmp_path, content, reason):
+    with pytest.raises(NotAPattern, match=reason):
+        read_measured(write(tmp_path / "labels.csv", content))
 
 
 @pytest.mark.parametrize(

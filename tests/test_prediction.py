@@ -1,9 +1,10 @@
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import GRID
+from conftest import CLASSES, GRID
 from pymatgen.io.cif import CifWriter
 
 from xrdsym.cli import main
@@ -14,13 +15,18 @@ from xrdsym.measured import MeasuredPattern, NoPowderData, parse_wavelength, rea
 from xrdsym.prediction import (
     META_FILE,
     MODEL_FORMAT,
+    Label,
+    Labels,
+    Prediction,
     convert_wavelength,
     find_inputs,
     load_classifier,
     prepare_files,
     prepare_measured,
     prepare_structure,
+    read_labels,
     read_model_meta,
+    score_predictions,
 )
 
 
@@ -101,11 +107,13 @@ def test_model_directory_checks(tmp_path, model_dir):
 
 def test_find_inputs_walks_folders(tmp_path):
     (tmp_path / "a").mkdir()
-    for name in ["a/x.xy", "a/y.XRDML", "a/notes.docx", "z.cif"]:
+    for name in ["a/x.xy", "a/y.XRDML", "a/notes.docx", "a/labels.csv", "z.cif"]:
         (tmp_path / name).write_text("")
     files, skipped = find_inputs([tmp_path / "a", tmp_path / "z.cif"])
-    assert [f.name for f in files] == ["x.xy", "y.XRDML", "z.cif"]
+    assert [f.name for f in files] == ["labels.csv", "x.xy", "y.XRDML", "z.cif"]
     assert [f.name for f in skipped] == ["notes.docx"]
+    files, _ = find_inputs([tmp_path / "a"], exclude=[tmp_path / "a" / ".." / "a" / "labels.csv"])
+    assert [f.name for f in files] == ["x.xy", "y.XRDML"]
 
 
 def test_predict_command_goes_on_past_bad_files(tmp_path, model_dir, rock_salt, capsys):
@@ -156,6 +164,8 @@ def test_a_cif_with_neither_powder_data_nor_a_structure_fails(tmp_path, model_di
 
 
 DATA = Path(__file__).parent / "data"
+# The reader samples (tests/data/README.md), one file per format.
+SAMPLES = [path for path in sorted(DATA.iterdir()) if path.is_file() and path.suffix != ".md"]
 # NaCl's strongest reflection, (200): d = a/2 = 2.8201 Å, at Cu Kα 2θ = 2 asin(λ / 2d).
 NACL_200_CU = 2 * np.degrees(np.arcsin(parse_wavelength("CuKa") / (2 * 5.6402 / 2)))
 
@@ -211,17 +221,17 @@ def test_shipped_model_classifies_every_sample_as_keras_would():
     assert len(provenance["git_commit"]) == 40 and provenance["test_metrics"]["n_test"] > 0
     assert provenance["reproduce"].startswith("dvc exp run")
     by_numpy = load_classifier(SHIPPED)
-    samples = [path for path in sorted(DATA.iterdir()) if path.suffix != ".md"]
-    prepared, failures = prepare_files(
+    reading = prepare_files(
         by_numpy.meta,
-        samples,
+        SAMPLES,
         wavelength=parse_wavelength("CuKa"),
         background="snip",
         smooth=0.0,
         n_jobs=1,
     )
-    assert failures == [] and len(prepared) == len(samples)
-    patterns = np.stack([ready.intensities for _, _, ready in prepared])
+    assert reading.failures == reading.not_patterns == reading.notes == []
+    assert len(reading.prepared) == len(SAMPLES)
+    patterns = np.stack([ready.intensities for _, _, ready in reading.prepared])
 
     probabilities = by_numpy.probabilities(patterns)
 
@@ -256,8 +266,248 @@ def test_shipped_model_finds_halite_cubic_in_every_format(tmp_path, monkeypatch,
     formats, and its structure): cubic first every time. A retrained model must keep this."""
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "answers.json"
-    samples = [str(path) for path in sorted(DATA.iterdir()) if path.suffix != ".md"]
+    samples = [str(path) for path in SAMPLES]
     assert main(["predict", *samples, "--wavelength", "CuKa", "--json", str(out)]) == 0
     answers = json.loads(out.read_text())["patterns"]
     assert len(answers) == len(samples)
     assert {answer["predictions"][0]["crystal_system"] for answer in answers} == {"cubic"}
+
+
+# --- scoring against labels (predict --labels, --min-confidence) ------------------------------
+
+# PLATON's simulated powder pattern, as IUCr journals append it to a Rietveld CIF: calculated
+# intensities over 0.02-5 degrees at Mo Kα.
+PLATON_BLOCK = (
+    "\ndata_NaCl_phase_1_simulated_\n_publcif_pd_cifplot 'simulated 2021-05-09'\n"
+    "_pd_proc_2theta_range_min 0.020\n_pd_proc_2theta_range_max 5.000\n"
+    "_pd_proc_2theta_range_inc 0.020\n_diffrn_radiation_wavelength 0.71073\n"
+    "loop_ _pd_calc_intensity_total\n" + "\n".join(f"{i % 7 * 10.0:.1f}" for i in range(250))
+)
+
+
+def _prediction(source: str, top: list[tuple[str, float]]) -> Prediction:
+    probabilities = np.array([p for _, p in top])
+    return Prediction(source, "measured", 1.54, 1.0, top, probabilities, np.zeros(GRID.size))
+
+
+def _noise_scan(path: Path) -> Path:
+    """Poisson counts around 100 with no peak: a pattern of pure noise."""
+    two_theta = np.arange(5, 90, 0.02)
+    counts = np.random.default_rng(0).poisson(100, two_theta.size)
+    np.savetxt(path, np.column_stack([two_theta, counts]), fmt="%.2f %d", header="λ = 1.5406")
+    return path
+
+
+def test_predict_scores_the_committed_samples_against_labels(tmp_path, capsys):
+    """Labels kept in another folder match the samples by base name (a CIF's data block by
+    its file); a labelled file not predicted and a prediction without a label are counted."""
+    labels = tmp_path / "labels.csv"
+    rows = [f"{path.name},cubic,Fm-3m (No.225)" for path in SAMPLES if path.name != "nacl.cif"]
+    labels.write_text("\n".join(["file,crystal_system,space_group", *rows, "quartz.xy,trigonal"]))
+    out = tmp_path / "answers.json"
+    samples = [str(path) for path in SAMPLES]
+    command = ["predict", *samples, "--wavelength", "CuKa", "--labels", str(labels)]
+
+    assert main([*command, "--json", str(out)]) == 0
+
+    scores = json.loads(out.read_text())["scores"]
+    n = len(SAMPLES) - 1
+    assert (scores["n_labelled"], scores["n_scored"]) == (n + 1, n)
+    assert scores["labelled_not_predicted"] == ["quartz.xy"]
+    assert scores["predicted_without_label"] == [str(DATA / "nacl.cif")]
+    system = scores["crystal_system"]
+    assert system["accuracy"] == system["macro_f1"] == 1.0
+    assert system["recall"] == {"cubic": {"recall": 1.0, "support": n}}
+    assert system["confusion"] == {"classes": ["cubic"], "matrix": [[n]]}
+    assert system["accuracy_at_coverage"] == {"50%": 1.0, "80%": 1.0, "100%": 1.0}
+    printed = capsys.readouterr().out
+    assert f"1 of {n + 1} labelled files not predicted (e.g. quartz.xy)" in printed
+    assert "crystal system: accuracy 1.00, macro-F1 1.00 over the 1 classes" in printed
+    assert f"(rows actual, columns predicted):\nactual \\ predicted\tcubic\ncubic\t{n}\n" in printed
+    # The table first, then the scores.
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("nacl_cu.xy\tmeasured") < printed.index("scores against")
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("name,system\na.xy,cubic\n", "missing file, crystal_system, found name, system"),
+        ("", "missing file, crystal_system, found no header"),
+        ("file,crystal_system\na.xy,cubik\n", "line 2: crystal system 'cubik' is not one of"),
+        ("file,crystal_system\na.xy,cubic\na.xy,cubic\n", "line 3: a.xy is labelled twice"),
+        ("file,crystal_system\n\n", "no labelled files"),
+        (b"\xff\xfe\x00\x01", "not a CSV table of labels (UnicodeDecodeError)"),
+        (None, "cannot read the labels (No such file or directory)"),
+    ],
+)
+def test_bad_labels_stop_predict_with_one_line(tmp_path, content, reason, capsys):
+    labels = tmp_path / "labels.csv"
+    if isinstance(content, bytes):
+        labels.write_bytes(content)
+    elif content is not None:
+        labels.write_text(content)
+    assert main(["predict", str(DATA / "nacl_cu.xy"), "--labels", str(labels)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"xrdsym predict: error: {labels}: ") and reason in err
+    assert err.count("\n") == 1
+
+
+def test_labels_columns_and_space_groups(tmp_path):
+    """Column names in any case, blanks or hyphens; a space group as a number or "No. N"."""
+    path = tmp_path / "labels.csv"
+    path.write_text(
+        "File,Crystal System,space-group,notes\n"
+        "a.xy,Cubic,Fd-3m (No.227),\n"
+        'b.cif,monoclinic,"P n (No.7; 57 wt%) + P c a 21 (No.29)","two phases, the first"\n'
+        "c.cif,monoclinic,superspace X2/m(a0g)0s (no 3D H-M symbol in file),\n"
+        "d.xy,trigonal, 154 ,\n"
+    )
+    rows = read_labels(path).rows
+    assert [(row.file, row.crystal_system, row.space_group) for row in rows] == [
+        ("a.xy", "cubic", 227),
+        ("b.cif", "monoclinic", 7),
+        ("c.cif", "monoclinic", None),
+        ("d.xy", "trigonal", 154),
+    ]
+
+
+def test_scores_accuracy_coverage_and_min_confidence(tmp_path):
+    """Accuracy, macro-F1, recall and confusion over the labelled patterns; the most confident
+    fractions; at a minimum confidence, the coverage and both accuracies."""
+    labels = Labels(
+        tmp_path / "labels.csv",
+        [
+            Label("a.xy", "cubic", None),
+            Label("b.xy", "cubic", None),
+            Label("sub/c.cif", "hexagonal", None),
+            Label("d.xy", "tetragonal", None),
+        ],
+    )
+    predictions = [
+        _prediction(str(tmp_path / "a.xy"), [("cubic", 0.9)]),
+        _prediction(str(tmp_path / "b.xy"), [("hexagonal", 0.6)]),
+        _prediction(str(tmp_path / "sub" / "c.cif#I"), [("hexagonal", 0.8)]),
+        _prediction(str(tmp_path / "elsewhere" / "d.xy"), [("tetragonal", 0.3)]),  # base name
+        _prediction(str(tmp_path / "e.xy"), [("cubic", 0.99)]),
+    ]
+
+    scores = score_predictions(predictions, labels, "crystal_system", CLASSES, 0.5)
+
+    assert scores["predicted_without_label"] == [str(tmp_path / "e.xy")]
+    assert scores["labelled_not_predicted"] == []
+    part = scores["crystal_system"]
+    assert part["accuracy"] == 0.75
+    assert part["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+    assert {name: row["recall"] for name, row in part["recall"].items()} == {
+        "cubic": 0.5,
+        "hexagonal": 1.0,
+        "tetragonal": 1.0,
+    }
+    assert part["confusion"] == {"classes": CLASSES, "matrix": [[1, 1, 0], [0, 1, 0], [0, 0, 1]]}
+    # The most confident 50 % (a, c) are right; 80 % of 4 patterns keeps all 4.
+    assert part["accuracy_at_coverage"] == {"50%": 1.0, "80%": 0.75, "100%": 0.75}
+    # d (0.3) is uncertain: 3 of 4 answered, 2 of them right.
+    assert part["coverage"] == 0.75
+    assert part["accuracy_answered"] == pytest.approx(2 / 3)
+    assert part["accuracy_all"] == 0.5
+
+
+def test_space_group_model_scores_groups_and_the_systems_they_imply(tmp_path):
+    labels = Labels(
+        tmp_path / "labels.csv",
+        [
+            Label("a.xy", "cubic", 225),
+            Label("b.xy", "orthorhombic", None),
+            Label("c.xy", "cubic", 229),
+        ],
+    )
+    predictions = [
+        _prediction(str(tmp_path / "a.xy"), [("225", 0.5)]),
+        _prediction(str(tmp_path / "b.xy"), [("62", 0.4)]),
+        _prediction(str(tmp_path / "c.xy"), [("225", 0.3)]),
+    ]
+    groups = [str(n) for n in range(1, 231)]
+
+    scores = score_predictions(predictions, labels, "space_group", groups)
+
+    assert scores["crystal_system"]["accuracy"] == 1.0
+    assert scores["crystal_system"]["confusion"]["classes"] == ["cubic", "orthorhombic"]
+    assert scores["space_group"]["n"] == 2 and scores["space_group"]["accuracy"] == 0.5
+    assert scores["space_group"]["confusion"] == {
+        "classes": ["225", "229"],
+        "matrix": [[1, 0], [1, 0]],
+    }
+
+
+def test_min_confidence_reports_uncertain_patterns(tmp_path, capsys):
+    """Pure noise leaves the shipped model unsure, halite does not; at 0.999 nothing is sure."""
+    noise = _noise_scan(tmp_path / "noise.xy")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,crystal_system\nnacl_cu.xy,cubic\nnoise.xy,cubic\n")
+    command = ["predict", str(DATA / "nacl_cu.xy"), str(noise), "--labels", str(labels)]
+
+    assert main([*command, "--min-confidence", "0.5"]) == 0
+
+    printed = capsys.readouterr()
+    table = dict(line.split("\t", 1) for line in printed.out.splitlines() if "\tmeasured\t" in line)
+    assert "uncertain" not in table[str(DATA / "nacl_cu.xy")]
+    assert "\tuncertain: " in table[str(noise)]
+    assert "uncertain: 1 of 2 patterns (top probability below 0.5)" in printed.err
+    assert "coverage 0.50, accuracy on answered 1.00, accuracy over all 0.50" in printed.out
+    out = tmp_path / "out.json"
+    assert main([*command, "--min-confidence", "0.999", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [row["uncertain"] for row in result["patterns"]] == [True, True]
+    part = result["scores"]["crystal_system"]
+    assert (part["coverage"], part["accuracy_answered"], part["accuracy_all"]) == (0.0, None, 0.0)
+    capsys.readouterr()
+    assert main([*command, "--min-confidence", "1"]) == 1
+    assert (
+        capsys.readouterr().err == "xrdsym predict: error: --min-confidence 1: must be in [0, 1)\n"
+    )
+
+
+def test_predict_skips_files_in_a_folder_that_are_not_patterns(tmp_path, capsys):
+    """In a folder, the labels table is left out, and notes and files of other types are
+    skipped in one line; named on the command line, a file without a pattern fails."""
+    folder = tmp_path / "set"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(DATA / "nacl_cu.xy", folder / "sub")
+    (folder / "README.md").write_text("# scans\n")
+    (folder / "notes.txt").write_text("measured on Monday\nby A. N. Author\n")
+    labels = folder / "labels.csv"
+    labels.write_text("file,crystal_system\nsub/nacl_cu.xy,cubic\n")
+    out = tmp_path / "out.json"
+
+    assert main(["predict", str(folder), "--labels", str(labels), "--json", str(out)]) == 0
+
+    result = json.loads(out.read_text())
+    assert [row["source"] for row in result["patterns"]] == [str(folder / "sub" / "nacl_cu.xy")]
+    assert result["failed"] == [] and result["scores"]["n_scored"] == 1
+    err = capsys.readouterr().err
+    assert "skipped 2 files that are not patterns" in err and "failed" not in err
+    assert main(["predict", str(folder / "notes.txt")]) == 1
+    err = capsys.readouterr().err
+    assert "failed: 1 of 1 files" in err and "notes.txt: no data points" in err
+
+
+def test_predict_reads_the_measured_block_not_the_simulated_one(tmp_path, capsys):
+    """A Rietveld CIF with PLATON's simulated block appended: the measured profile is
+    classified, and the calculated block is reported as skipped."""
+    cif = tmp_path / "nacl_platon.cif"
+    cif.write_text((DATA / "nacl_rietveld.cif").read_text() + PLATON_BLOCK)
+    out = tmp_path / "out.json"
+
+    assert main(["predict", str(cif), "--json", str(out)]) == 0
+
+    rows = json.loads(out.read_text())["patterns"]
+    assert [(row["source"], row["kind"]) for row in rows] == [
+        (f"{cif}#NaCl_powder_pattern", "measured")
+    ]
+    assert rows[0]["wavelength_angstrom"] == 1.54184
+    assert (
+        f"warning: skipped calculated block {cif}#NaCl_phase_1_simulated_ (simulated powder "
+        "data, not measured)" in capsys.readouterr().err
+    )

@@ -92,7 +92,9 @@ def _predict(args: argparse.Namespace) -> int:
         find_inputs,
         load_classifier,
         prepare_files,
+        read_labels,
         read_model_meta,
+        score_predictions,
     )
 
     if args.top_k < 1:
@@ -101,14 +103,15 @@ def _predict(args: argparse.Namespace) -> int:
         raise XrdsymError(f"--jobs {args.jobs}: must be 0 (one per core) or more")
     if args.background not in BACKGROUNDS:
         raise XrdsymError(f"--background {args.background}: must be one of {BACKGROUNDS}")
+    if not 0 <= args.min_confidence < 1:
+        raise XrdsymError(f"--min-confidence {args.min_confidence:g}: must be in [0, 1)")
+    labels = read_labels(args.labels) if args.labels is not None else None
     wavelength = parse_wavelength(args.wavelength) if args.wavelength is not None else None
     model_dir, origin = _model_dir(args.model)
     meta = read_model_meta(model_dir)
-    files, skipped = find_inputs(args.inputs)
-    if skipped:
-        print(f"skipped {len(skipped)} files of other types, e.g. {skipped[0]}", file=sys.stderr)
+    files, skipped = find_inputs(args.inputs, exclude=[args.labels] if args.labels else [])
     # Files are read before the model is loaded: worker processes then start without Keras.
-    prepared, failures = prepare_files(
+    reading = prepare_files(
         meta,
         files,
         wavelength=wavelength,
@@ -116,12 +119,28 @@ def _predict(args: argparse.Namespace) -> int:
         smooth=args.smooth,
         n_jobs=min(args.jobs or os.cpu_count() or 1, max(1, len(files) // FILES_PER_JOB)),
     )
+    # A file without a pattern (notes, a table) is skipped in a folder, a failure when named.
+    named = {path.resolve() for path in args.inputs}
+    failures = reading.failures
+    for source, reason in reading.not_patterns:
+        if Path(source).resolve() in named:
+            failures.append((source, reason))
+        else:
+            skipped.append(Path(source))
+    if skipped:
+        print(
+            f"skipped {len(skipped)} files that are not patterns (of other types, or without "
+            f"a line of numbers), e.g. {skipped[0]}",
+            file=sys.stderr,
+        )
+    for note in reading.notes:
+        print(f"warning: {note}", file=sys.stderr)
     classifier = load_classifier(model_dir)
     print(
         f"model: {model_dir} ({origin}), {meta['model']}, run by {classifier.engine}",
         file=sys.stderr,
     )
-    predictions = classify(classifier, prepared, args.top_k)
+    predictions = classify(classifier, reading.prepared, args.top_k)
     # What the classes are: crystal systems, or space-group numbers.
     target = meta.get("target", "crystal_system")
     grid = classifier.grid
@@ -139,14 +158,28 @@ def _predict(args: argparse.Namespace) -> int:
             "kind": p.kind,
             "wavelength_angstrom": round(p.wavelength, 6),
             "covered_fraction": round(p.covered_fraction, 4),
+            "uncertain": p.confidence < args.min_confidence,
             "predictions": [{target: name, "probability": round(prob, 4)} for name, prob in p.top],
         }
         for p in predictions
     ]
+    if args.min_confidence > 0:
+        uncertain = sum(row["uncertain"] for row in rows)
+        print(
+            f"uncertain: {uncertain} of {len(rows)} patterns (top probability below "
+            f"{args.min_confidence:g})",
+            file=sys.stderr,
+        )
+    scores = None
+    if labels is not None:
+        scores = score_predictions(
+            predictions, labels, target, classifier.classes, args.min_confidence
+        )
     if args.json:
         from xrdsym.io import write_json
 
-        write_json(args.json, {"model": str(model_dir), "patterns": rows, "failed": failures})
+        result = {"model": str(model_dir), "patterns": rows, "failed": failures}
+        write_json(args.json, result if scores is None else result | {"scores": scores})
     elif args.csv:
         import pandas as pd
 
@@ -162,6 +195,8 @@ def _predict(args: argparse.Namespace) -> int:
         write_table(args.csv, pd.DataFrame(flat))
     else:
         print(_prediction_table(rows, target))
+    if scores is not None:
+        print(_scores_text(scores))
     if args.plot:
         from xrdsym.plots import plot_predictions
 
@@ -180,13 +215,60 @@ def _prediction_table(rows: list[dict], target: str) -> str:
         ranked = "  ".join(
             f"{item[target]} {item['probability']:.2f}" for item in row["predictions"]
         )
+        answer = f"uncertain: {ranked}" if row["uncertain"] else ranked
         lines.append(
             f"{row['source']}\t{row['kind']}\t{row['wavelength_angstrom']:.4f} Å\t"
-            f"{row['covered_fraction']:.0%}\t{ranked}"
+            f"{row['covered_fraction']:.0%}\t{answer}"
         )
     what = target.replace("_", " ")
     header = f"file\tkind\twavelength\tcovered\t{what} (calibrated probability)"
     return "\n".join([header, *lines])
+
+
+def _scores_text(scores: dict) -> str:
+    """The scores of `predict --labels` (see xrdsym.prediction.score_predictions) as text."""
+    missing, unlabelled = scores["labelled_not_predicted"], scores["predicted_without_label"]
+    lines = [
+        "",
+        f"scores against {scores['labels']}: {scores['n_scored']} patterns with a label; "
+        f"{len(missing)} of {scores['n_labelled']} labelled files not predicted"
+        + (f" (e.g. {missing[0]})" if missing else "")
+        + f", {len(unlabelled)} predictions without a label"
+        + (f" (e.g. {unlabelled[0]})" if unlabelled else ""),
+    ]
+    for key in ("crystal_system", "space_group"):
+        if key not in scores:
+            continue
+        part, what = scores[key], key.replace("_", " ")
+        at_coverage = ", ".join(f"{k} {v:.2f}" for k, v in part["accuracy_at_coverage"].items())
+        lines += [
+            f"{what}: accuracy {part['accuracy']:.2f}, macro-F1 {part['macro_f1']:.2f} over "
+            f"the {len(part['recall'])} classes in the labels ({part['n']} patterns)",
+            f"{what}: accuracy of the most confident patterns at coverage {at_coverage}",
+        ]
+        if part["min_confidence"] > 0:
+            answered = part["accuracy_answered"]
+            lines.append(
+                f"{what}: at min confidence {part['min_confidence']:g}, coverage "
+                f"{part['coverage']:.2f}, accuracy on answered "
+                + ("-" if answered is None else f"{answered:.2f}")
+                + f", accuracy over all {part['accuracy_all']:.2f} (uncertain counted wrong)"
+            )
+        lines.append(
+            f"{what} recall: "
+            + "  ".join(
+                f"{name} {row['recall']:.2f} ({row['support']})"
+                for name, row in part["recall"].items()
+            )
+        )
+        if key == "crystal_system":
+            classes, matrix = part["confusion"]["classes"], part["confusion"]["matrix"]
+            lines.append("confusion (rows actual, columns predicted):")
+            lines.append("\t".join(["actual \\ predicted", *classes]))
+            lines += [
+                "\t".join([name, *map(str, row)]) for name, row in zip(classes, matrix, strict=True)
+            ]
+    return "\n".join(lines)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -288,6 +370,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"processes reading files (0: one per CPU core; one per {FILES_PER_JOB} files "
         "at most)",
+    )
+    sub.add_argument(
+        "--labels",
+        type=Path,
+        metavar="LABELS.csv",
+        help="score the predictions: a CSV with columns file (path relative to its folder, or "
+        "base name), crystal_system and optionally space_group; prints accuracy, macro-F1, "
+        "per-class recall and the confusion matrix after the table",
+    )
+    sub.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="report a pattern whose top calibrated probability is below P (0 <= P < 1) as "
+        "uncertain, its top classes still shown",
     )
     sub.add_argument(
         "--smooth",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,6 +57,14 @@ def top_k_accuracy(probabilities: np.ndarray, y_true: np.ndarray, k: int) -> flo
     """Fraction of patterns whose true class is among the ``k`` most probable ones."""
     labels = np.arange(np.shape(probabilities)[1])
     return float(top_k_accuracy_score(y_true, probabilities, k=k, labels=labels))
+
+
+def accuracy_at_coverage(confidence: np.ndarray, correct: np.ndarray, coverage: float) -> float:
+    """Accuracy on the most confident ``coverage`` fraction (0 < coverage <= 1) of the
+    patterns, at least one: the answers kept when the least sure ones are withheld."""
+    order = np.argsort(-np.asarray(confidence), kind="stable")
+    kept = max(1, math.ceil(coverage * len(order) - 1e-9))
+    return float(np.mean(np.asarray(correct)[order[:kept]]))
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:

@@ -88,7 +88,17 @@ CIF_INTENSITY_TAGS = (
     "_pd_meas_counts_total",
     "_pd_meas_intensity_total",
     "_pd_proc_intensity_total",
+    "_pd_proc_intensity_net",
 )
+# Net intensities have the background subtracted already: counting noise takes the points
+# between peaks a little below zero, which are clipped to 0 (no other intensity may be < 0).
+CIF_NET_INTENSITY_TAG = "_pd_proc_intensity_net"
+# Calculated, not measured: PLATON appends a block ``<name>_simulated_[<wavelength>]`` to the
+# CIFs of IUCr journals (publCIF marks it ``_publcif_pd_cifplot 'simulated <date>'``), and
+# Rietveld programs write ``_pd_calc_intensity_*`` beside the measured profile.
+CIF_SIMULATED_BLOCK = "_simulated_"
+CIF_PLOT_TAG = "_publcif_pd_cifplot"
+CIF_CALCULATED_TAGS = ("_pd_calc_intensity_total", "_pd_calc_intensity_net")
 CIF_WAVELENGTH_TAGS = ("_diffrn_radiation_wavelength", "_pd_proc_wavelength")
 # A range holds (max - min) / inc + 1 points; this relative slack absorbs rounding in the file.
 CIF_RANGE_POINTS_TOL = 1e-3
@@ -114,6 +124,16 @@ class MeasuredPattern:
 
 class NoPowderData(XrdsymError):
     """A CIF that parses but holds no powder data (only structures, say)."""
+
+
+class NotAPattern(XrdsymError):
+    """A file that holds no pattern at all: binary, or text without a single line of two
+    numbers (notes, a table of labels)."""
+
+
+class CalculatedBlockSkipped(UserWarning):
+    """A CIF data block of calculated powder data (PLATON's simulated pattern, a Rietveld
+    program's calculated profile) that was left out: only measured patterns are read."""
 
 
 def parse_wavelength(text: str | float) -> float:
@@ -155,7 +175,9 @@ def read_measured(path: str | Path) -> list[MeasuredPattern]:
     - ``.cif``: CIF powder data, one pattern per data block that holds some, see ``_parse_cif``.
 
     Raises XrdsymError (one line, starting with the path) for an unsupported suffix, an
-    unreadable file or invalid data; NoPowderData for a CIF without powder data.
+    unreadable file or invalid data; NotAPattern (a subclass) for a file that holds no
+    pattern at all; NoPowderData for a CIF without powder data. Warns CalculatedBlockSkipped
+    for every CIF block of calculated data it leaves out.
     """
     source = os.fspath(path)
     suffix = Path(source).suffix.lower()
@@ -275,7 +297,7 @@ def _read_bytes(source: str) -> bytes:
 def _decode_text(data: bytes, source: str) -> str:
     """UTF-8 (with or without BOM), else Latin-1 as older instrument software writes it."""
     if b"\x00" in data:
-        raise XrdsymError(f"{source}: not a text file (it holds NUL bytes)")
+        raise NotAPattern(f"{source}: not a text file (it holds NUL bytes)")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -306,7 +328,7 @@ def _parse_text(text: str, source: str) -> MeasuredPattern:
                 break
         notes.append(stripped)
     if start is None:
-        raise XrdsymError(f"{source}: no data points (no line with 2θ and intensity numbers)")
+        raise NotAPattern(f"{source}: no data points (no line with 2θ and intensity numbers)")
     decimal_comma = bool(_DECIMAL_COMMA_LINE.fullmatch(lines[start].strip()))
     body = lines[start:]
     table = _read_table(body, decimal_comma)
@@ -531,20 +553,34 @@ def _parse_cif(text: str, source: str) -> list[MeasuredPattern]:
     """Powder patterns in a CIF (IUCr Rietveld style): one per data block that holds one.
 
     A block holds a pattern when it has intensities (``_pd_meas_counts_total``,
-    ``_pd_meas_intensity_total`` or ``_pd_proc_intensity_total``, the first present wins); its
-    2θ come from ``_pd_meas_2theta_scan``, ``_pd_proc_2theta_corrected``,
-    ``_pd_meas_angle_2theta`` or ``_pd_{meas,proc}_2theta_range_{min,max,inc}``. The wavelength
-    is the block's ``_diffrn_radiation_wavelength`` (weighted by ``_wt`` when a loop gives
-    several) or ``_pd_proc_wavelength``, else the first block of the file that states one.
-    Tags match case-insensitively, as in CIF. Raises NoPowderData when no block holds a pattern.
+    ``_pd_meas_intensity_total``, ``_pd_proc_intensity_total`` or ``_pd_proc_intensity_net``,
+    the first present wins; net intensities are clipped at 0); its 2θ come from
+    ``_pd_meas_2theta_scan``, ``_pd_proc_2theta_corrected``, ``_pd_meas_angle_2theta`` or
+    ``_pd_{meas,proc}_2theta_range_{min,max,inc}``. The wavelength is the block's
+    ``_diffrn_radiation_wavelength`` (weighted by ``_wt`` when a loop gives several) or
+    ``_pd_proc_wavelength``, else the first block of the file that states one. Blocks of
+    calculated data (see :func:`_is_calculated`) are left out, each with a
+    CalculatedBlockSkipped warning, and give no wavelength to the others. Tags match
+    case-insensitively, as in CIF. Raises NoPowderData when no block holds a pattern.
     """
-    blocks = _cif_blocks(text, source)
+    blocks = []
+    for block in _cif_blocks(text, source):
+        if _is_calculated(block):
+            warnings.warn(
+                f"skipped calculated block {block.where} (simulated powder data, not measured)",
+                CalculatedBlockSkipped,
+                stacklevel=3,
+            )
+        else:
+            blocks.append(block)
     patterns = []
     for block in blocks:
         intensity_tag = next((t for t in CIF_INTENSITY_TAGS if t in block.data), None)
         if intensity_tag is None:
             continue
         intensities = _cif_floats(block, intensity_tag)
+        if intensity_tag == CIF_NET_INTENSITY_TAG:
+            intensities = np.clip(intensities, 0.0, None)
         two_theta = _cif_two_theta(block, intensities.size)
         wavelength = _cif_wavelength(block)
         if wavelength is None:
@@ -553,6 +589,18 @@ def _parse_cif(text: str, source: str) -> list[MeasuredPattern]:
     if not patterns:
         raise NoPowderData(f"{source}: holds no powder data (_pd_meas_*/_pd_proc_* loops)")
     return patterns
+
+
+def _is_calculated(block: _Block) -> bool:
+    """Whether a block holds calculated powder data and no measured: PLATON's simulated block
+    (named ``*_simulated_*``, or marked simulated by publCIF), or calculated intensities
+    without measured or processed ones."""
+    name = block.where.rpartition("#")[2].lower()
+    plot = " ".join(block.values(CIF_PLOT_TAG)) if CIF_PLOT_TAG in block.data else ""
+    if CIF_SIMULATED_BLOCK in name or plot.lower().startswith("simulated"):
+        return True
+    calculated = any(tag in block.data for tag in CIF_CALCULATED_TAGS)
+    return calculated and not any(tag in block.data for tag in CIF_INTENSITY_TAGS)
 
 
 def _cif_blocks(text: str, source: str) -> list[_Block]:

@@ -15,13 +15,20 @@ A measured pattern is brought to what the model was trained on, in this order:
 5. normalisation to [0, 1], as in training.
 
 A CIF holding only a structure is simulated exactly as the training patterns were.
+Predictions can be scored against a table of labels (:func:`read_labels`,
+:func:`score_predictions`).
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import json
-from dataclasses import dataclass
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -262,12 +269,24 @@ class Prediction:
     probabilities: np.ndarray
     intensities: np.ndarray
 
+    @property
+    def confidence(self) -> float:
+        """The calibrated probability of the most probable class."""
+        return self.top[0][1]
 
-def find_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    @property
+    def answer(self) -> str:
+        """The most probable class."""
+        return self.top[0][0]
+
+
+def find_inputs(paths: list[Path], exclude: Sequence[Path] = ()) -> tuple[list[Path], list[Path]]:
     """Files to classify: each file given, and every file with a supported suffix under each
-    folder given (recursively, sorted); also the files under the folders that were skipped."""
+    folder given (recursively, sorted); also the files under the folders that were skipped.
+    Files in ``exclude`` (a table of labels, say) are neither."""
     from xrdsym.measured import SUPPORTED_SUFFIXES
 
+    excluded = {path.resolve() for path in exclude}
     files, skipped = [], []
     for path in paths:
         if not path.is_dir():
@@ -275,25 +294,39 @@ def find_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
             continue
         for member in sorted(p for p in path.rglob("*") if p.is_file()):
             (files if member.suffix.lower() in SUPPORTED_SUFFIXES else skipped).append(member)
-    return files, skipped
+    return [f for f in files if f.resolve() not in excluded], skipped
 
 
 def prepare_file(
     path: Path, meta: dict[str, Any], wavelength: float | None, background: str, smooth: float
-) -> list[tuple[str, str, Prepared]]:
+) -> tuple[list[tuple[str, str, Prepared]], list[str]]:
     """Every pattern in the file ``path`` ready for the model described by ``meta``, as
-    (source, kind, prepared); kind is "measured", or "structure" for a CIF structure."""
-    from xrdsym.measured import NoPowderData, read_measured
+    (source, kind, prepared), kind "measured", or "structure" for a CIF structure; and the
+    notes on what the file holds besides (calculated CIF blocks left out), one line each."""
+    from xrdsym.measured import CalculatedBlockSkipped, NoPowderData, read_measured
 
-    try:
-        measured = read_measured(path)
-    except NoPowderData:
-        return [
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CalculatedBlockSkipped)
+        try:
+            measured = read_measured(path)
+        except NoPowderData:
+            measured = None
+    notes = []
+    for warning in caught:
+        if issubclass(warning.category, CalculatedBlockSkipped):
+            notes.append(str(warning.message))
+        else:  # not ours: passed on as if never caught
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    if measured is None:
+        structures = [
             (str(path.parent / record.id), "structure", prepare_structure(record.structure, meta))
             for record in _read_structures(path)
         ]
+        return structures, notes
     grid, model_lambda = model_grid(meta), model_wavelength(meta)
-    return [
+    prepared = [
         (
             pattern.source,
             "measured",
@@ -303,16 +336,41 @@ def prepare_file(
         )
         for pattern in measured
     ]
+    return prepared, notes
 
 
-def _prepare_or_fail(path: Path, **settings: Any) -> list[tuple[str, str, Prepared]] | str:
-    """:func:`prepare_file`, or the reason it failed as one line."""
+@dataclass
+class Reading:
+    """What reading files gave: the patterns ready for the model as (source, kind, prepared),
+    the files that failed and the files that hold no pattern at all (binary, text without a
+    line of numbers), each as (path, reason), and notes on what was left out of the others."""
+
+    prepared: list[tuple[str, str, Prepared]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    not_patterns: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def extend(self, other: Reading) -> None:
+        """Add what ``other`` read after what this one holds."""
+        self.prepared.extend(other.prepared)
+        self.failures.extend(other.failures)
+        self.not_patterns.extend(other.not_patterns)
+        self.notes.extend(other.notes)
+
+
+def _read_file(path: Path, **settings: Any) -> Reading:
+    """:func:`prepare_file` as a Reading of one file, its failure as one line."""
+    from xrdsym.measured import NotAPattern
+
     try:
-        return prepare_file(path, **settings)
+        prepared, notes = prepare_file(path, **settings)
+    except NotAPattern as exc:
+        return Reading(not_patterns=[(str(path), str(exc).removeprefix(f"{path}: "))])
     except XrdsymError as exc:
-        return str(exc).removeprefix(f"{path}: ")
+        return Reading(failures=[(str(path), str(exc).removeprefix(f"{path}: "))])
     except Exception as exc:  # simulating an odd structure can fail in pymatgen itself
-        return f"{exc.__class__.__name__}: {exc}"
+        return Reading(failures=[(str(path), f"{exc.__class__.__name__}: {exc}")])
+    return Reading(prepared, notes=notes)
 
 
 def _read_structures(path: Path) -> list[Any]:
@@ -324,7 +382,8 @@ def _read_structures(path: Path) -> list[Any]:
     items = read_cif(path, path.parent)
     rejects = [item for item in items if isinstance(item, Reject)]
     if rejects:
-        raise XrdsymError(f"{path}: no powder data, and {rejects[0].reason}")
+        reason = " ".join(rejects[0].reason.split())  # pymatgen's can run over lines
+        raise XrdsymError(f"{path}: no powder data, and {reason}")
     return items
 
 
@@ -336,23 +395,18 @@ def prepare_files(
     background: str,
     smooth: float,
     n_jobs: int,
-) -> tuple[list[tuple[str, str, Prepared]], list[tuple[str, str]]]:
+) -> Reading:
     """Every pattern in ``files`` ready for the model described by ``meta``, read in
-    ``n_jobs`` processes; a file that fails is recorded as (path, reason) and the rest go on."""
+    ``n_jobs`` processes; a file that fails is recorded with its reason and the rest go on."""
     from xrdsym.parallel import parallel_map
 
     worker = functools.partial(
-        _prepare_or_fail, meta=meta, wavelength=wavelength, background=background, smooth=smooth
+        _read_file, meta=meta, wavelength=wavelength, background=background, smooth=smooth
     )
-    prepared: list[tuple[str, str, Prepared]] = []
-    failures: list[tuple[str, str]] = []
-    results = parallel_map(worker, files, n_jobs, "reading", show_progress=len(files) >= 50)
-    for path, result in zip(files, results, strict=True):
-        if isinstance(result, str):
-            failures.append((str(path), result))
-        else:
-            prepared.extend(result)
-    return prepared, failures
+    reading = Reading()
+    for result in parallel_map(worker, files, n_jobs, "reading", show_progress=len(files) >= 50):
+        reading.extend(result)
+    return reading
 
 
 def classify(
@@ -376,3 +430,222 @@ def classify(
                 )
             )
     return predictions
+
+
+# Labels of patterns to score predictions against (`xrdsym predict --labels`): a CSV table
+# with these columns (names matched case-insensitively, blanks and hyphens as underscores).
+LABEL_COLUMNS = ("file", "crystal_system")
+SPACE_GROUP_COLUMN = "space_group"
+# A space group as a number ("225") or with its number in a description ("Fm-3m (No.225)").
+_SPACE_GROUP_NUMBER = re.compile(r"^\s*(\d+)\s*$|\bNo\.\s*(\d+)", re.IGNORECASE)
+# Fractions of the patterns, the most confident first, whose accuracy the scores report.
+COVERAGES = (0.5, 0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class Label:
+    """What a pattern file is: the file as the labels table names it, its crystal system and,
+    when the table says, its space-group number."""
+
+    file: str
+    crystal_system: str
+    space_group: int | None
+
+
+@dataclass(frozen=True)
+class Labels:
+    """A labels table: where it was read from, and its rows."""
+
+    path: Path
+    rows: list[Label]
+
+
+def _column_name(header: str) -> str:
+    return re.sub(r"[\s-]+", "_", header.strip().lower())
+
+
+def _space_group_number(text: str) -> int | None:
+    """The space-group number (1-230) in a label ("225", "Fm-3m (No.225)"), else None."""
+    match = _SPACE_GROUP_NUMBER.search(text)
+    number = int(match.group(1) or match.group(2)) if match else None
+    return number if number is not None and 1 <= number <= 230 else None
+
+
+def read_labels(path: Path) -> Labels:
+    """Read a labels table (CSV with columns ``file``, ``crystal_system`` and optionally
+    ``space_group``, others ignored); XrdsymError, one line, for anything wrong with it.
+
+    A space group is read as a number or from "No. N" in its text; a row whose space group
+    says neither has none (it is still scored by crystal system).
+    """
+    import csv
+
+    from xrdsym.symmetry import CRYSTAL_SYSTEMS
+
+    try:
+        table = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline="")))
+    except OSError as exc:
+        raise XrdsymError(f"{path}: cannot read the labels ({exc.strerror or exc})") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise XrdsymError(f"{path}: not a CSV table of labels ({exc.__class__.__name__})") from exc
+    header = [_column_name(name) for name in (table[0] if table else [])]
+    missing = [name for name in LABEL_COLUMNS if name not in header]
+    if missing:
+        raise XrdsymError(
+            f"{path}: labels need the columns {', '.join(LABEL_COLUMNS)} (optional: "
+            f"{SPACE_GROUP_COLUMN}); missing {', '.join(missing)}, found "
+            f"{', '.join(h for h in header if h) or 'no header'}"
+        )
+    rows, seen = [], set()
+    for line, values in enumerate(table[1:], start=2):
+        if not any(value.strip() for value in values):
+            continue
+        row = dict(zip(header, (value.strip() for value in values), strict=False))
+        file, system = row.get("file", ""), row.get("crystal_system", "").lower()
+        if not file:
+            raise XrdsymError(f"{path}: line {line}: no file")
+        if file in seen:
+            raise XrdsymError(f"{path}: line {line}: {file} is labelled twice")
+        if system not in CRYSTAL_SYSTEMS:
+            raise XrdsymError(
+                f"{path}: line {line}: crystal system {system or '(empty)'!r} is not one of "
+                f"{', '.join(CRYSTAL_SYSTEMS)}"
+            )
+        seen.add(file)
+        rows.append(Label(file, system, _space_group_number(row.get(SPACE_GROUP_COLUMN, ""))))
+    if not rows:
+        raise XrdsymError(f"{path}: no labelled files")
+    return Labels(path, rows)
+
+
+def _file_part(source: str) -> str:
+    """The file a pattern came from: its source without the ``#block`` of a CIF data block
+    (or the ``#k`` of a CIF's k-th structure)."""
+    folder, sep, name = source.rpartition(os.sep)
+    return folder + sep + name.split("#", 1)[0]
+
+
+def match_labels(sources: Sequence[str], labels: Labels) -> list[int | None]:
+    """The labels row of each pattern source, or None.
+
+    A row's ``file`` is a path relative to the labels table's folder; it labels every pattern
+    of that file (each data block of a CIF), or the one pattern whose source it names
+    (``name.cif#block``). A pattern whose file no row names this way takes the row whose file
+    has its base name, when exactly one row has it.
+    """
+    by_path: dict[Path, int] = {}
+    by_name: dict[str, list[int]] = {}
+    for index, row in enumerate(labels.rows):
+        by_path[(labels.path.parent / row.file).resolve()] = index
+        by_name.setdefault(Path(row.file).name, []).append(index)
+    matched = []
+    for source in sources:
+        file = _file_part(source)
+        index = by_path.get(Path(source).resolve(), by_path.get(Path(file).resolve()))
+        if index is None:
+            same_name = by_name.get(Path(file).name, [])
+            index = same_name[0] if len(same_name) == 1 else None
+        matched.append(index)
+    return matched
+
+
+def _scores(
+    actual: Sequence[str],
+    predicted: Sequence[str],
+    confidence: np.ndarray,
+    order: Sequence[str],
+    min_confidence: float,
+) -> dict[str, Any]:
+    """Accuracy, macro-F1 over the classes in ``actual``, per-class recall, the confusion
+    matrix (rows actual, columns predicted, over the classes seen, in ``order`` first), the
+    accuracy of the most confident fractions, and coverage and accuracy at ``min_confidence``."""
+    from xrdsym.evaluation import accuracy_at_coverage, classification_metrics, confusion
+
+    seen = set(actual) | set(predicted)
+    classes = [c for c in order if c in seen] + sorted(seen - set(order))
+    index = {name: i for i, name in enumerate(classes)}
+    y_true = np.array([index[name] for name in actual])
+    y_pred = np.array([index[name] for name in predicted])
+    metrics = classification_metrics(y_true, y_pred, classes)
+    with warnings.catch_warnings():
+        # scikit-learn doubts a 1 x 1 matrix; here it is one class seen, given as the labels.
+        warnings.filterwarnings("ignore", "A single label was found", UserWarning)
+        matrix = confusion(y_true, y_pred, len(classes))
+    correct = y_true == y_pred
+    answered = confidence >= min_confidence
+    return {
+        "n": len(actual),
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "recall": {
+            name: {"recall": row["recall"], "support": row["support"]}
+            for name, row in metrics["per_class"].items()
+            if row["support"] > 0
+        },
+        "confusion": {"classes": classes, "matrix": matrix.tolist()},
+        "accuracy_at_coverage": {
+            f"{coverage:.0%}": accuracy_at_coverage(confidence, correct, coverage)
+            for coverage in COVERAGES
+        },
+        "min_confidence": min_confidence,
+        "coverage": float(answered.mean()),
+        "accuracy_answered": float(correct[answered].mean()) if answered.any() else None,
+        "accuracy_all": float((correct & answered).mean()),
+    }
+
+
+def score_predictions(
+    predictions: Sequence[Prediction],
+    labels: Labels,
+    target: str,
+    classes: Sequence[str],
+    min_confidence: float = 0.0,
+) -> dict[str, Any]:
+    """Predictions scored against their labels (see :func:`match_labels`).
+
+    Gives the labelled files no pattern came from, the patterns without a label and, over the
+    patterns with one, :func:`_scores` of the crystal system (for a space-group model, the one
+    its predicted group implies) and, for a space-group model whose labels have space groups,
+    of the space group. ``classes`` are the model's; a pattern whose top probability is below
+    ``min_confidence`` is unanswered ("uncertain"); ``accuracy_all`` counts it as wrong.
+    """
+    from xrdsym.symmetry import CRYSTAL_SYSTEMS, crystal_system_of_space_group
+
+    matched = match_labels([p.source for p in predictions], labels)
+    pairs = [
+        (p, labels.rows[i]) for p, i in zip(predictions, matched, strict=True) if i is not None
+    ]
+    predicted_rows = set(matched)
+    scores: dict[str, Any] = {
+        "labels": str(labels.path),
+        "n_labelled": len(labels.rows),
+        "n_scored": len(pairs),
+        "labelled_not_predicted": [
+            row.file for i, row in enumerate(labels.rows) if i not in predicted_rows
+        ],
+        "predicted_without_label": [
+            p.source for p, i in zip(predictions, matched, strict=True) if i is None
+        ],
+    }
+    if not pairs:
+        return scores
+    confidence = np.array([p.confidence for p, _ in pairs])
+    systems = [row.crystal_system for _, row in pairs]
+    if target == "space_group":
+        implied = [crystal_system_of_space_group(int(p.answer)) for p, _ in pairs]
+        scores["crystal_system"] = _scores(
+            systems, implied, confidence, CRYSTAL_SYSTEMS, min_confidence
+        )
+        with_group = [(p, row) for p, row in pairs if row.space_group is not None]
+        if with_group:
+            scores["space_group"] = _scores(
+                [str(row.space_group) for _, row in with_group],
+                [p.answer for p, _ in with_group],
+                np.array([p.confidence for p, _ in with_group]),
+                classes,
+                min_confidence,
+            )
+    else:
+        answers = [p.answer for p, _ in pairs]
+        scores["crystal_system"] = _scores(systems, answers, confidence, classes, min_confidence)
+    return scores
