@@ -6,19 +6,31 @@ from pymatgen.analysis.diffraction.xrd import XRDCalculator
 from pymatgen.core import Lattice
 
 from xrdsym.augmentation import (
+    AMORPHOUS_CENTRE_DEG,
+    AMORPHOUS_FWHM_DEG,
+    FILM_OTHERS,
+    GONIOMETER_RADIUS_MM,
+    MAX_IMPURITY_PEAKS,
     SCHERRER_K,
     AugmentSettings,
     augment_patterns,
+    coarse_scan,
     counting_noise,
+    detector_noise,
+    displacement_shift_deg,
+    film_factors,
+    kalpha2_ratio,
     march_dollase_factors,
     peak_reflections,
     profile_shape,
     render_peaks,
+    scan_onto_grid,
     scherrer_fwhm_deg,
     strained_two_theta,
 )
 from xrdsym.diffraction import Peaks, PeakTable, TwoThetaGrid, simulate_peaks
 from xrdsym.errors import ParamsError
+from xrdsym.wavelengths import WAVELENGTHS
 
 GRID = TwoThetaGrid(10, 80, 0.02)
 CU_KA = 1.54184
@@ -33,16 +45,19 @@ PARAMS = {
     "march_dollase_r": [0.7, 1.0],
     "background": [0.0, 0.1],
     "noise_counts": [300, 10000],
+    "ka2_ratio": [0, 0.5],
+    "displacement_mm": [-0.1, 0.1],
+    "scan_start_deg": [5, 15],
+    "scan_end_deg": [60, 90],
+    "step_deg": [0.01, 0.05],
+    "detector_noise": [0, 0.02],
+    "intensity_jitter": [0, 0.3],
+    "film_probability": 0.05,
+    "impurity_peaks": [0, 0.05],
+    "amorphous_hump": [0, 0.15],
     "workers": 1,
 }
-OFF = {
-    "crystallite_nm": None,
-    "strain": None,
-    "zero_offset_deg": None,
-    "march_dollase_r": None,
-    "background": None,
-    "noise_counts": None,
-}
+OFF = dict.fromkeys(set(PARAMS) - {"enabled", "profile", "instrument_fwhm_deg", "workers"})
 
 
 def _table() -> PeakTable:
@@ -235,16 +250,6 @@ def test_background_and_noise_are_what_they_say():
     assert not np.allclose(noisy, clean, atol=1e-3)
 
 
-def test_counting_noise_is_poisson():
-    # A flat pattern scaled to 400 counts: whole counts, mean 400 and variance 400.
-    flat = np.full((2, 20000), 0.5)
-    noisy = counting_noise(flat, np.array([400.0, 400.0]), np.random.default_rng(0))
-    counts = noisy * 800
-    assert np.allclose(counts, np.rint(counts))
-    assert counts.mean() == pytest.approx(400, rel=0.01)
-    assert counts.var() == pytest.approx(400, rel=0.05)
-
-
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -254,6 +259,14 @@ def test_counting_noise_is_poisson():
         ({"background": "lots"}, "train.augment.background='lots'"),
         ({"profile": "lorentzian"}, "train.augment.profile='lorentzian'"),
         ({"enabled": "yes"}, "train.augment.enabled='yes'"),
+        (
+            {"ka2_ratio": [0, 1.5]},
+            "train.augment.ka2_ratio=[0, 1.5] is invalid: bounds must be <= 1",
+        ),
+        ({"film_probability": 1.5}, "train.augment.film_probability=1.5"),
+        ({"film_probability": [0, 1]}, "must be a probability"),
+        ({"step_deg": -0.01}, "train.augment.step_deg=-0.01"),
+        ({"scan_end_deg": [14, 90]}, "every scan must end after it starts"),
     ],
 )
 def test_invalid_settings_name_the_key(change, message):
@@ -309,3 +322,288 @@ def test_march_dollase_of_a_peak_is_the_mean_over_its_reflections():
     factors = march_dollase_factors(reflections.hkl, np.eye(3) / a, [0, 0, 1], r)
     assert factors.mean() == pytest.approx((2 * r**1.5 + r**-3) / 3)
     assert factors.mean() > 1 > r**1.5  # the stored (100) alone would say the opposite
+
+
+CU_KA1, CU_KA2 = 1.54056, 1.54439
+
+
+def _one_peak_table(*two_theta: float) -> PeakTable:
+    """One structure with a peak of intensity 100 at each of ``two_theta``."""
+    hkl = np.eye(3, dtype=int)[: len(two_theta)]
+    return PeakTable.from_peaks(
+        [Peaks(np.array(two_theta), np.full(len(two_theta), 100.0), hkl)], [TETRAGONAL]
+    )
+
+
+def _area(pattern: np.ndarray, around: float, half_width: float = 0.1) -> float:
+    return float(pattern[np.abs(GRID.values - around) < half_width].sum())
+
+
+@pytest.mark.parametrize(
+    ("wavelength", "ratio"),
+    [
+        ("CuKa", CU_KA2 / CU_KA1),
+        ("CuKa1", CU_KA2 / CU_KA1),
+        (1.5406, CU_KA2 / CU_KA1),
+        (1.5418, CU_KA2 / CU_KA1),
+        ("MoKa1", 0.71359 / 0.7093),
+        ("CoKa", 1.79285 / 1.78896),
+        ("CuKb1", None),
+        (1.0, None),
+        (0.49935, None),  # a synchrotron's
+    ],
+)
+def test_kalpha2_ratio_of_the_nearest_anode(wavelength, ratio):
+    angstrom = WAVELENGTHS[wavelength] if isinstance(wavelength, str) else wavelength
+    assert kalpha2_ratio(angstrom) == (pytest.approx(ratio) if ratio else None)
+
+
+@pytest.mark.parametrize("wavelength", [CU_KA1, CU_KA])
+def test_kalpha2_peak_where_braggs_law_puts_it_with_half_the_intensity(wavelength):
+    # A peak at 2θ1 = 70 degrees has d = λ1 / (2 sin 35°); the Kα2 line (1.54439 Å) sees the
+    # same d at 2 asin(λ2 / (2 d)), 0.200 degrees higher. The simulated peak is Kα1.
+    d = CU_KA1 / (2 * math.sin(math.radians(35)))
+    kalpha2 = 2 * math.degrees(math.asin(CU_KA2 / (2 * d)))
+    assert kalpha2 - 70 == pytest.approx(0.1996, abs=1e-4)
+    settings = _settings(instrument_fwhm_deg=0.04, ka2_ratio=0.5)
+    table, rng = _one_peak_table(70.0), np.random.default_rng(0)
+    pattern = augment_patterns(table, [0], GRID, wavelength, settings, rng)[0]
+    assert _centroid(pattern, 70.0, half_width=0.08) == pytest.approx(70.0, abs=1e-4)
+    assert _centroid(pattern, kalpha2, half_width=0.08) == pytest.approx(kalpha2, abs=1e-4)
+    assert _area(pattern, kalpha2, 0.08) / _area(pattern, 70.0, 0.08) == pytest.approx(0.5, 1e-3)
+    # Nothing else: the two lines hold all the intensity.
+    assert _area(pattern, 70.0, 0.08) + _area(pattern, kalpha2, 0.08) == pytest.approx(
+        pattern.sum(), rel=1e-5
+    )
+
+
+def test_no_kalpha2_line_without_a_known_anode():
+    table, rng = _one_peak_table(40.0, 70.0), np.random.default_rng
+    plain = augment_patterns(table, [0], GRID, 1.0, _settings(), rng(0))
+    doublet = augment_patterns(table, [0], GRID, 1.0, _settings(ka2_ratio=0.5), rng(0))
+    assert np.array_equal(plain, doublet)
+
+
+def test_displacement_shift_by_hand_scales_with_cos_theta():
+    # s = 0.2 mm at 2θ = 20 degrees: -2 * 0.2 * cos 10° / 240 rad = -0.0940 degrees.
+    by_hand = math.degrees(-2 * 0.2 * math.cos(math.radians(10)) / GONIOMETER_RADIUS_MM)
+    assert by_hand == pytest.approx(-0.0940, abs=1e-4)
+    assert displacement_shift_deg(20.0, 0.2) == pytest.approx(by_hand)
+    table, rng = _one_peak_table(20.0, 75.0), np.random.default_rng
+    plain = augment_patterns(table, [0], GRID, CU_KA, _settings(), rng(2))[0]
+    moved = augment_patterns(table, [0], GRID, CU_KA, _settings(displacement_mm=0.2), rng(2))[0]
+    low, high = (_centroid(moved, c) - _centroid(plain, c) for c in (20.0, 75.0))
+    assert low == pytest.approx(by_hand, rel=1e-3)
+    cos_ratio = math.cos(math.radians(37.5)) / math.cos(math.radians(10))
+    assert high / low == pytest.approx(cos_ratio, rel=1e-3)
+
+
+def test_truncated_scan_is_zero_outside_its_range_and_one_at_its_highest_point():
+    # Every part on, among them a coarser step, which ends the scan at its last point inside
+    # the range (at most one step early).
+    settings = AugmentSettings.from_params(
+        {**PARAMS, "scan_start_deg": 12.34, "scan_end_deg": 61.7, "background": 0.2}
+    )
+    table = _table()
+    patterns = augment_patterns(table, [0, 1, 0], GRID, CU_KA, settings, np.random.default_rng(6))
+    outside = (GRID.values < 12.34) | (GRID.values > 61.7)
+    assert np.all(patterns[:, outside] == 0)
+    inside = (GRID.values >= 12.34) & (GRID.values <= 61.7 - PARAMS["step_deg"][1])
+    # Inside, only noise on the lowest background leaves a few points at 0.
+    assert (patterns[:, inside] > 0).mean() > 0.9
+    assert np.allclose(patterns.max(axis=1), 1)
+
+
+def test_truncated_scans_start_and_end_in_their_ranges_and_keep_what_lies_between():
+    table, rng = _table(), np.random.default_rng
+    full = augment_patterns(table, [0] * 20, GRID, CU_KA, _settings(background=0.2), rng(7))
+    settings = _settings(background=0.2, scan_start_deg=[12, 15], scan_end_deg=[60, 70])
+    cut = augment_patterns(table, [0] * 20, GRID, CU_KA, settings, rng(7))
+    for whole, scan in zip(full, cut, strict=True):
+        covered = np.flatnonzero(scan)
+        first, last = GRID.values[covered[0]], GRID.values[covered[-1]]
+        assert 12 <= first <= 15 + GRID.step and 60 - GRID.step <= last <= 70
+        between = slice(covered[0], covered[-1] + 1)
+        # (The whole pattern's lowest point is 0 after normalisation; the scan's is outside.)
+        assert np.all(scan[between][whole[between] > 0] > 0)
+
+
+@pytest.mark.parametrize("peak_counts", [200.0, 5000.0])
+def test_counting_noise_is_poisson(peak_counts):
+    # Half a row at the highest point, half at a quarter of it: whole counts, mean and variance
+    # peak_counts and peak_counts / 4.
+    rows = np.concatenate([np.full((2, 20000), 1.0), np.full((2, 20000), 0.25)], axis=1)
+    noisy = counting_noise(rows, np.full(2, peak_counts), np.random.default_rng(0))
+    counts = noisy * peak_counts
+    assert np.allclose(counts, np.rint(counts))
+    for level, part in ((1.0, counts[:, :20000]), (0.25, counts[:, 20000:])):
+        assert part.mean() == pytest.approx(level * peak_counts, rel=0.01)
+        assert part.var() == pytest.approx(level * peak_counts, rel=0.05)
+
+
+def test_detector_noise_is_gaussian_of_a_fraction_of_the_highest_point_and_never_negative():
+    rows = np.full((2, 40000), 0.5)
+    rows[:, 0] = 2.0
+    noisy = detector_noise(rows, np.array([0.01, 0.02]), np.random.default_rng(0))
+    for row, sd in ((0, 0.02), (1, 0.04)):
+        assert (noisy[row, 1:] - 0.5).std() == pytest.approx(sd, rel=0.02)
+        assert noisy[row, 1:].mean() == pytest.approx(0.5, abs=3 * sd / 200)
+    # Where noise would take the intensity below 0 it is 0.
+    low = detector_noise(np.eye(1, 100), np.array([0.5]), np.random.default_rng(0))
+    assert low.min() == 0 and (low == 0).sum() > 30
+
+
+def test_intensity_jitter_off_changes_nothing_and_on_has_the_lognormal_spread():
+    table, rng = _table(), np.random.default_rng
+    off = augment_patterns(table, [0, 1], GRID, CU_KA, _settings(intensity_jitter=None), rng(8))
+    zero = augment_patterns(table, [0, 1], GRID, CU_KA, _settings(intensity_jitter=0), rng(8))
+    assert np.array_equal(off, zero)
+    # σ = 0.3 for the log of each peak's factor: the log of the ratio of two peaks' areas has
+    # standard deviation √2 σ.
+    two_peaks = _one_peak_table(30.0, 60.0)
+    jittered = augment_patterns(
+        two_peaks, [0] * 600, GRID, CU_KA, _settings(intensity_jitter=0.3), rng(9)
+    )
+    log_ratio = np.log([_area(p, 60.0, 1) / _area(p, 30.0, 1) for p in jittered])
+    assert log_ratio.std() == pytest.approx(math.sqrt(2) * 0.3, rel=0.1)
+    assert abs(log_ratio.mean()) < 0.05
+
+
+# Each part at a value that changes (next to) nothing, for the test below; step_deg equal to
+# the grid's step is no change only on a scan that starts at the grid's first point, and it
+# counts one point more than the grid has, so detector noise draws differently.
+NO_CHANGE = [
+    ("march_dollase_r", 1.0, {}),
+    ("crystallite_nm", 1e12, {}),
+    ("strain", 1e-12, {}),
+    ("zero_offset_deg", 1e-12, {}),
+    ("background", 1e-12, {}),
+    ("ka2_ratio", 1e-12, {}),
+    ("displacement_mm", 1e-12, {}),
+    ("scan_start_deg", GRID.start, {}),
+    ("scan_end_deg", GRID.stop, {}),
+    ("step_deg", GRID.step, {"scan_start_deg": None, "detector_noise": None}),
+    ("detector_noise", 1e-12, {}),
+    ("intensity_jitter", 1e-12, {}),
+    ("film_probability", 1e-12, {}),
+    ("impurity_peaks", 1e-12, {}),
+    ("amorphous_hump", 1e-12, {}),
+]
+
+
+@pytest.mark.parametrize(("part", "value", "change"), NO_CHANGE, ids=[c[0] for c in NO_CHANGE])
+def test_switching_a_part_off_leaves_the_others_draws_unchanged(part, value, change):
+    """Every other part on, a part off or at a value that changes nothing give the same
+    patterns: each part draws from its own stream, so none of the others' draws moves.
+    Without counting noise: a Poisson draw at zero intensity takes no random number, so its
+    realisation depends on which points a part leaves at exactly 0."""
+    table, rng = _table(), np.random.default_rng
+    params = {**PARAMS, **change, "noise_counts": None}
+    off = AugmentSettings.from_params({**params, part: None})
+    on = AugmentSettings.from_params({**params, part: value})
+    batch = [0, 1, 0, 1]
+    assert np.allclose(
+        augment_patterns(table, batch, GRID, CU_KA, off, rng(10)),
+        augment_patterns(table, batch, GRID, CU_KA, on, rng(10)),
+        atol=1e-6,
+    )
+
+
+def test_coarse_scan_counts_the_mean_over_each_step_and_comes_back_linearly():
+    rng = np.random.default_rng(11)
+    patterns = rng.random((2, GRID.size))
+    # A step of 5 grid steps from the grid's first point: every point is the mean of the five
+    # grid values centred on it (its range covers their bins exactly).
+    starts, steps = np.full(2, GRID.start), np.full(2, 5 * GRID.step)
+    scans = coarse_scan(patterns, GRID, starts, steps, GRID.size // 5 + 1)
+    means = np.stack([np.convolve(row, np.ones(5) / 5, mode="same") for row in patterns])
+    assert np.allclose(scans[:, 1:-1], means[:, 5:-5:5][:, : scans.shape[1] - 2])
+    # Onto the grid as np.interp would, with points anywhere (start off the grid, 0.037 apart).
+    starts, steps = np.array([10.013, 10.0]), np.array([0.037, 0.05])
+    scans = rng.random((2, 2000))
+    on_grid = scan_onto_grid(scans, GRID, starts, steps)
+    for row in range(2):
+        angles = starts[row] + steps[row] * np.arange(2000)
+        assert np.allclose(on_grid[row], np.interp(GRID.values, angles, scans[row]))
+
+
+def test_coarser_step_flattens_a_narrow_peak_and_keeps_its_area():
+    table, rng = _one_peak_table(40.0), np.random.default_rng
+    fine = augment_patterns(table, [0], GRID, CU_KA, _settings(instrument_fwhm_deg=0.06), rng(0))
+    settings = _settings(instrument_fwhm_deg=0.06, step_deg=0.1, scan_start_deg=GRID.start)
+    coarse = augment_patterns(table, [0], GRID, CU_KA, settings, rng(0))
+    # Spread over its steps the coarse peak is wider, and piecewise linear between the scan's
+    # points, every fifth grid point.
+    assert _measured_fwhm(coarse[0]) > 1.5 * _measured_fwhm(fine[0])
+    bends = np.flatnonzero(np.abs(np.diff(coarse[0], 2)) > 1e-6) + 1
+    assert len(bends) and np.all(bends % 5 == 0)
+    # Counting the mean over each step keeps the integrated intensity, and so does the linear
+    # interpolation back (a trapezoid rule over the scan's points).
+    starts, steps = np.array([10.013]), np.array([0.1])
+    scan = coarse_scan(fine, GRID, starts, steps, 702)
+    assert scan.sum() * 0.1 == pytest.approx(fine.sum() * GRID.step, rel=1e-6)
+    assert scan_onto_grid(scan, GRID, starts, steps).sum() == pytest.approx(fine.sum(), rel=1e-6)
+
+
+def test_amorphous_hump_is_broad_low_and_where_it_says():
+    grid = TwoThetaGrid(0, 90, 0.02)
+    table, rng = _one_peak_table(80.0), np.random.default_rng(12)
+    settings = _settings(amorphous_hump=0.1)
+    patterns = augment_patterns(table, [0] * 5, grid, CU_KA, settings, rng)
+    low = grid.values < 60  # the hump only; the peak's own height is 1
+    for pattern in patterns:
+        hump = np.where(low, pattern, 0)
+        assert hump.max() == pytest.approx(0.1, rel=1e-3)
+        assert AMORPHOUS_CENTRE_DEG[0] <= grid.values[hump.argmax()] <= AMORPHOUS_CENTRE_DEG[1]
+        half = grid.values[hump >= hump.max() / 2]
+        assert AMORPHOUS_FWHM_DEG[0] - 0.05 <= half[-1] - half[0] <= AMORPHOUS_FWHM_DEG[1] + 0.05
+
+
+def test_impurity_peaks_are_few_weak_and_somewhere():
+    table, rng = _one_peak_table(75.0), np.random.default_rng(13)
+    settings = _settings(impurity_peaks=0.05, instrument_fwhm_deg=0.1)
+    patterns = augment_patterns(table, [0] * 40, GRID, CU_KA, settings, rng)
+    others = patterns[:, GRID.values < 73]
+    assert others.max() <= 0.05 * 1.001 and others.max() > 0.01
+    # Local maxima away from the structure's own peak: at most MAX_IMPURITY_PEAKS a pattern.
+    tops = (others[:, 1:-1] > others[:, :-2]) & (others[:, 1:-1] >= others[:, 2:])
+    tops &= others[:, 1:-1] > 1e-4
+    counts = tops.sum(axis=1)
+    assert counts.max() <= MAX_IMPURITY_PEAKS and counts.min() == 0 and counts.max() > 0
+
+
+def test_film_keeps_the_reflections_along_its_axis():
+    """Cubic a = 4 Å, peaks {100}, {110}, {200}: a film along a <100> axis keeps {100} and
+    {200} (two of six reflections each), along a <110> axis {110} (two of twelve), along <111>
+    none of them (all scaled alike). {200} and {100} stay in their ratio in every film."""
+    a = 4.0
+    families = np.array([[1, 0, 0], [1, 1, 0], [2, 0, 0]])
+    two_theta = 2 * np.degrees(np.arcsin(CU_KA * np.linalg.norm(families, axis=1) / (2 * a)))
+    table = PeakTable.from_peaks(
+        [Peaks(two_theta, np.array([100.0, 80.0, 30.0]), families)], [np.eye(3) / a]
+    )
+    axis_100 = film_factors(np.array([[0, 0, 1], [0, 0, -2], [1, 0, 0]]), np.eye(3) / a, [0, 0, 1])
+    assert list(axis_100) == [1.0, 1.0, FILM_OTHERS]
+    along = (2 + 4 * FILM_OTHERS) / 6, (2 + 10 * FILM_OTHERS) / 12
+    expected_110_over_100 = {
+        1.0,  # <111>: nothing along the axis
+        FILM_OTHERS / along[0],  # <100>
+        along[1] / FILM_OTHERS,  # <110>
+    }
+    settings = _settings(film_probability=1.0, instrument_fwhm_deg=0.1)
+    patterns = augment_patterns(table, [0] * 60, GRID, CU_KA, settings, np.random.default_rng(14))
+    plain = augment_patterns(table, [0], GRID, CU_KA, _settings(), np.random.default_rng(14))[0]
+
+    def ratios(pattern):
+        areas = [_area(pattern, angle, 0.5) for angle in two_theta]
+        return areas[1] / areas[0], areas[2] / areas[0]
+
+    plain_110, plain_200 = ratios(plain)
+    seen = set()
+    for pattern in patterns:
+        r110, r200 = ratios(pattern)
+        assert r200 == pytest.approx(plain_200, rel=1e-3)
+        match = [e for e in expected_110_over_100 if r110 / plain_110 == pytest.approx(e, rel=1e-3)]
+        assert len(match) == 1
+        seen.add(match[0])
+    assert seen == expected_110_over_100

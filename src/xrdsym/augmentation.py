@@ -1,17 +1,23 @@
 """Physics-based augmentation: fresh, perturbed patterns made from stored peak lists.
 
 A batch of peak lists becomes patterns the way different samples on different instruments
-would have given them: preferred orientation (March-Dollase) reweights the peaks, lattice strain
-and a 2θ zero offset move them, crystallite size (Scherrer) and the instrument broaden them into
-profiles whose width follows 2θ, and a smooth background and counting noise are added. Every
-quantity is drawn per pattern from a range; each part can be switched off. Pure numpy: all
-randomness comes from the ``numpy.random.Generator`` passed in, so a seed reproduces a batch.
+would have given them. The sample: preferred orientation (March-Dollase), the texture of a film
+and grain statistics reweight the peaks; lattice strain moves them; crystallite size (Scherrer)
+broadens them. The instrument: the Kα2 line doubles every peak, a zero offset and the sample's
+displacement from the goniometer axis move them, its own width broadens them into profiles whose
+width follows 2θ. What else reaches the detector: a smooth background, an amorphous hump, weak
+peaks of an impurity. The measurement: a scan of limited range and coarser step, counting
+(Poisson) and detector (Gaussian) noise, brought back onto the model's grid as ``predict`` brings
+a measured file. Every quantity is drawn per pattern from a range; each part can be switched
+off. Pure numpy: all randomness comes from the ``numpy.random.Generator`` passed in, so a seed
+reproduces a batch.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
@@ -21,6 +27,7 @@ from numpy.polynomial import chebyshev
 
 from xrdsym.diffraction import PeakTable, TwoThetaGrid, gather_ranges, normalise
 from xrdsym.errors import ParamsError
+from xrdsym.wavelengths import WAVELENGTHS
 
 # Scherrer's shape factor K for the FWHM: 0.89 for spheres to 0.94 for cubes; 0.9 is the usual
 # value when the crystallites' shape is not known.
@@ -45,9 +52,46 @@ MARCH_DOLLASE_AXES = np.array(
 # Chebyshev degree of the background: smooth over the whole range, with at most two turning
 # points (air scatter falling off at low angle, a broad amorphous hump).
 BACKGROUND_DEGREE = 3
+# A wavelength is an anode's when it lies this close (relative) to the anode's Kα1 or weighted
+# Kα: loose enough for values rounded to four or three decimals (1.5406, 1.5418, 1.54), far
+# tighter than the 8 % or more between anodes.
+ANODE_TOLERANCE = 1e-3
+_ANODES = tuple(name.removesuffix("Ka1") for name in WAVELENGTHS if name.endswith("Ka1"))
+# Goniometer radius of the sample-displacement shift, mm: 240 mm is the radius of the common
+# laboratory Bragg-Brentano instruments (Bruker D8, PANalytical X'Pert and Empyrean).
+GONIOMETER_RADIUS_MM = 240.0
+# Film texture: a reflection whose scattering vector lies within acos 0.98 = 11.5 degrees of
+# the film's axis diffracts (the mosaic spread of a strongly textured film is a few degrees);
+# every other keeps this fraction of its powder intensity (the film's small untextured part).
+FILM_COS = 0.98
+FILM_OTHERS = 0.02
+# Impurity phases show only their few strongest peaks: 0 to this many per pattern.
+MAX_IMPURITY_PEAKS = 3
+# Amorphous hump (glass, polymer, amorphous silica of a sample holder, an amorphous fraction of
+# the sample): FWHM and centre in degrees 2θ, as seen with Cu Kα (centres at d 2.6-5.9 Å).
+AMORPHOUS_FWHM_DEG = (5.0, 15.0)
+AMORPHOUS_CENTRE_DEG = (15.0, 35.0)
 # Parts that draw random numbers, each from its own stream: switching one off leaves the
-# others' draws, and so the rest of the pattern, unchanged.
-_PARTS = ("orientation", "strain", "zero_offset", "width", "background", "noise")
+# others' draws, and so the rest of the pattern, unchanged. New parts go at the end, so that
+# the streams of the others stay those of earlier versions.
+_PARTS = (
+    "orientation",
+    "strain",
+    "zero_offset",
+    "width",
+    "background",
+    "noise",
+    "ka2",
+    "displacement",
+    "scan_start",
+    "scan_end",
+    "step",
+    "detector",
+    "jitter",
+    "film",
+    "impurity",
+    "amorphous",
+)
 
 Range = tuple[float, float]
 
@@ -57,7 +101,8 @@ class AugmentSettings:
     """What augmentation perturbs and by how much.
 
     Every range is (low, high); each pattern draws its value uniformly from it (noise counts
-    log-uniformly, as they span decades). None switches that part off.
+    log-uniformly, as they span decades). None switches that part off. "The highest peak" is
+    the highest point of the broadened peaks of the sample.
 
     Attributes:
         instrument_fwhm_deg: instrument's peak FWHM in degrees 2θ, the same at every angle.
@@ -67,9 +112,26 @@ class AugmentSettings:
         strain: relative change of every d-spacing, d -> d (1 + strain).
         zero_offset_deg: shift of every peak in degrees 2θ.
         march_dollase_r: March-Dollase parameter r (< 1 platelets, > 1 needles, 1 random).
-        background: height of the background's highest point, as a fraction of the highest
-            point of the broadened peaks.
-        noise_counts: counts at the highest point of the pattern (Poisson counting noise).
+        background: height of the background's highest point, as a fraction of the highest peak.
+        noise_counts: counts at the highest point of the scan (Poisson counting noise).
+        ka2_ratio: intensity of every peak's Kα2 line over its Kα1 line's (0.5 unfiltered,
+            0 monochromated); see :func:`kalpha2_ratio` for the wavelengths that have one.
+        displacement_mm: sample displacement s in mm, shift -2 s cos θ / R (GONIOMETER_RADIUS_MM).
+        scan_start_deg, scan_end_deg: first and last angle of the scan, degrees 2θ; the pattern
+            is zero outside it.
+        step_deg: the scan's step, degrees 2θ: the pattern is counted at that step and
+            interpolated back onto the grid (see :func:`coarse_scan`); a step finer than the
+            grid's counts as the grid's, which shows no more of it.
+        detector_noise: standard deviation of Gaussian detector noise, as a fraction of the
+            scan's highest point.
+        intensity_jitter: standard deviation of the natural log of a random factor on each
+            peak's intensity (grain statistics, texture March-Dollase does not describe).
+        film_probability: probability that a sample is a strongly textured film (see
+            :func:`film_factors`), a number in (0, 1].
+        impurity_peaks: the highest of 0 to MAX_IMPURITY_PEAKS weak Gaussian peaks at random
+            angles, as a fraction of the highest peak; each peak's height is drawn below it.
+        amorphous_hump: height of one broad Gaussian hump (AMORPHOUS_FWHM_DEG,
+            AMORPHOUS_CENTRE_DEG), as a fraction of the highest peak.
     """
 
     instrument_fwhm_deg: Range
@@ -80,6 +142,16 @@ class AugmentSettings:
     march_dollase_r: Range | None = None
     background: Range | None = None
     noise_counts: Range | None = None
+    ka2_ratio: Range | None = None
+    displacement_mm: Range | None = None
+    scan_start_deg: Range | None = None
+    scan_end_deg: Range | None = None
+    step_deg: Range | None = None
+    detector_noise: Range | None = None
+    intensity_jitter: Range | None = None
+    film_probability: float | None = None
+    impurity_peaks: Range | None = None
+    amorphous_hump: Range | None = None
 
     @classmethod
     def from_params(cls, section: dict[str, Any]) -> AugmentSettings | None:
@@ -105,6 +177,15 @@ class AugmentSettings:
                     section["instrument_fwhm_deg"],
                     "peaks need a width: must be > 0",
                 )
+            scan_start = _range(section, "scan_start_deg", minimum=0, strict=False, maximum=180)
+            scan_end = _range(section, "scan_end_deg", minimum=0, strict=False, maximum=180)
+            if scan_start is not None and scan_end is not None and scan_start[1] >= scan_end[0]:
+                raise _invalid(
+                    f"{prefix}.scan_end_deg",
+                    section["scan_end_deg"],
+                    f"every scan must end after it starts: low must exceed {scan_start[1]:g}, "
+                    "the highest scan_start_deg",
+                )
             return cls(
                 instrument_fwhm_deg=instrument,
                 profile=section["profile"],
@@ -114,6 +195,18 @@ class AugmentSettings:
                 march_dollase_r=_range(section, "march_dollase_r", minimum=0),
                 background=_range(section, "background", minimum=0, strict=False),
                 noise_counts=_range(section, "noise_counts", minimum=0),
+                ka2_ratio=_range(section, "ka2_ratio", minimum=0, strict=False, maximum=1),
+                displacement_mm=_range(section, "displacement_mm", minimum=None),
+                scan_start_deg=scan_start,
+                scan_end_deg=scan_end,
+                step_deg=_range(section, "step_deg", minimum=0),
+                detector_noise=_range(section, "detector_noise", minimum=0, strict=False),
+                intensity_jitter=_range(section, "intensity_jitter", minimum=0, strict=False),
+                film_probability=_probability(section, "film_probability"),
+                impurity_peaks=_range(
+                    section, "impurity_peaks", minimum=0, strict=False, maximum=1
+                ),
+                amorphous_hump=_range(section, "amorphous_hump", minimum=0, strict=False),
             )
         except KeyError as exc:
             raise ParamsError(f"params.yaml: missing key '{prefix}.{exc.args[0]}'") from exc
@@ -124,10 +217,16 @@ def _invalid(key: str, value: Any, why: str) -> ParamsError:
 
 
 def _range(
-    section: dict[str, Any], name: str, *, minimum: float | None, strict: bool = True
+    section: dict[str, Any],
+    name: str,
+    *,
+    minimum: float | None,
+    strict: bool = True,
+    maximum: float | None = None,
 ) -> Range | None:
     """(low, high) from a number or a [low, high] list; None for null or 0. Values must be
-    finite and, when ``minimum`` is given, greater than it (or equal, if not ``strict``)."""
+    finite and, when ``minimum`` is given, greater than it (or equal, if not ``strict``); when
+    ``maximum`` is given, at most that."""
     value, key = section[name], f"train.augment.{name}"
     if value is None or (isinstance(value, Real) and value == 0):
         return None
@@ -139,9 +238,21 @@ def _range(
             raise _invalid(key, value, "bounds must be finite numbers")
         if minimum is not None and (bound <= minimum if strict else bound < minimum):
             raise _invalid(key, value, f"bounds must be {'>' if strict else '>='} {minimum:g}")
+        if maximum is not None and bound > maximum:
+            raise _invalid(key, value, f"bounds must be <= {maximum:g}")
     if bounds[0] > bounds[1]:
         raise _invalid(key, value, "low must not exceed high")
     return float(bounds[0]), float(bounds[1])
+
+
+def _probability(section: dict[str, Any], name: str) -> float | None:
+    """A probability in (0, 1]; None for null or 0."""
+    value = section[name]
+    if value is None or (isinstance(value, Real) and value == 0):
+        return None
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value <= 1:
+        raise _invalid(f"train.augment.{name}", value, "must be a probability in [0, 1] or null")
+    return float(value)
 
 
 def scherrer_fwhm_deg(
@@ -154,15 +265,58 @@ def scherrer_fwhm_deg(
     return np.degrees(SCHERRER_K * wavelength_angstrom / (length_angstrom * np.cos(theta)))
 
 
+def scaled_sine_two_theta(two_theta_deg: np.ndarray, factor: np.ndarray | float) -> np.ndarray:
+    """Angles 2θ' (degrees) with sin θ' = ``factor`` sin θ: by Bragg's law, where a peak at
+    2θ moves when λ / d is multiplied by ``factor``. Where factor sin θ > 1 the peak no longer
+    exists: NaN."""
+    sin_theta = np.sin(np.radians(np.asarray(two_theta_deg, dtype=float) / 2))
+    with np.errstate(invalid="ignore"):
+        return 2 * np.degrees(np.arcsin(sin_theta * np.asarray(factor, dtype=float)))
+
+
 def strained_two_theta(two_theta_deg: np.ndarray, strain: np.ndarray | float) -> np.ndarray:
     """Peak positions in degrees 2θ after every d-spacing becomes d (1 + strain).
 
     Bragg's law at fixed wavelength: sin θ' = λ / (2 d (1 + ε)) = sin θ / (1 + ε). A peak
     pushed past 2θ = 180° (compression of a back-reflection) no longer exists: NaN.
     """
-    sin_theta = np.sin(np.radians(np.asarray(two_theta_deg, dtype=float) / 2))
-    with np.errstate(invalid="ignore"):
-        return 2 * np.degrees(np.arcsin(sin_theta / (1 + np.asarray(strain, dtype=float))))
+    return scaled_sine_two_theta(two_theta_deg, 1 / (1 + np.asarray(strain, dtype=float)))
+
+
+def kalpha2_ratio(wavelength_angstrom: float) -> float | None:
+    """λ(Kα2) / λ(Kα1) of the anode whose Kα1 or weighted Kα is nearest ``wavelength_angstrom``
+    (within ANODE_TOLERANCE, relative); None when no anode's is (a synchrotron, a Kβ line or
+    any other wavelength): such patterns get no Kα2 doublet.
+
+    Patterns are simulated at one wavelength, often the weighted Kα (CuKa, 1.54184 Å) rather
+    than Kα1. The doublet treats every simulated peak as the Kα1 line and puts Kα2 at
+    sin θ2 = (λ(Kα2) / λ(Kα1)) sin θ1, so the line separation is right; the approximation is
+    that Kα1 stays where the simulation put it, 0.08 % too high in sin θ for CuKa (0.1 degrees
+    at 2θ = 90 degrees, well within the strain range), instead of moving below the weighted
+    mean.
+    """
+
+    def distance(anode: str) -> float:
+        return min(
+            abs(wavelength_angstrom / WAVELENGTHS[anode + line] - 1) for line in ("Ka1", "Ka")
+        )
+
+    nearest = min(_ANODES, key=distance)
+    if distance(nearest) > ANODE_TOLERANCE:
+        return None
+    return WAVELENGTHS[nearest + "Ka2"] / WAVELENGTHS[nearest + "Ka1"]
+
+
+def displacement_shift_deg(
+    two_theta_deg: np.ndarray, displacement_mm: np.ndarray | float
+) -> np.ndarray:
+    """Shift in degrees 2θ of a peak at ``two_theta_deg`` when the sample surface lies
+    ``displacement_mm`` off the goniometer axis (Bragg-Brentano): Δ2θ = -2 s cos θ / R radians,
+    R = GONIOMETER_RADIUS_MM. Largest at low angle, unlike a zero offset the same everywhere."""
+    theta = np.radians(np.asarray(two_theta_deg, dtype=float) / 2)
+    return np.degrees(
+        -2 * np.asarray(displacement_mm, dtype=float) * np.cos(theta) / GONIOMETER_RADIUS_MM
+    )
 
 
 def march_dollase_factors(
@@ -180,11 +334,31 @@ def march_dollase_factors(
     factor is the mean over all its reflections (:func:`peak_reflections`). Arrays broadcast:
     one lattice, axis and r for all reflections, or one each (n x 3 x 3, n x 3, n).
     """
-    g = (np.asarray(hkl, dtype=float)[..., None, :] @ reciprocal_lattice)[..., 0, :]
-    axis = (np.asarray(axis_hkl, dtype=float)[..., None, :] @ reciprocal_lattice)[..., 0, :]
-    cos2 = np.sum(g * axis, axis=-1) ** 2 / (np.sum(g * g, axis=-1) * np.sum(axis * axis, axis=-1))
+    cos2 = axis_cos2(hkl, reciprocal_lattice, axis_hkl)
     r = np.asarray(r, dtype=float)
     return (r**2 * cos2 + (1 - cos2) / r) ** -1.5
+
+
+def axis_cos2(hkl: np.ndarray, reciprocal_lattice: np.ndarray, axis_hkl: np.ndarray) -> np.ndarray:
+    """cos² of the angle between the scattering vectors of reflections ``hkl`` and the normal of
+    the planes ``axis_hkl``, both in the reciprocal basis ``reciprocal_lattice`` (rows a*, b*,
+    c*); broadcasts as :func:`march_dollase_factors`."""
+    g = (np.asarray(hkl, dtype=float)[..., None, :] @ reciprocal_lattice)[..., 0, :]
+    axis = (np.asarray(axis_hkl, dtype=float)[..., None, :] @ reciprocal_lattice)[..., 0, :]
+    return np.sum(g * axis, axis=-1) ** 2 / (np.sum(g * g, axis=-1) * np.sum(axis * axis, axis=-1))
+
+
+def film_factors(
+    hkl: np.ndarray, reciprocal_lattice: np.ndarray, axis_hkl: np.ndarray
+) -> np.ndarray:
+    """Intensity factors of reflections ``hkl`` in a strongly textured film whose crystallites
+    all have the normal of ``axis_hkl`` along the film's normal: 1 within acos FILM_COS of it
+    (the planes parallel to the surface, the only ones a symmetric scan sees), FILM_OTHERS for
+    every other. A powder peak's factor is the mean over its reflections, as for
+    :func:`march_dollase_factors` (which this broadcasts like); when no reflection lies along
+    the axis every peak is scaled alike and the normalised pattern does not change."""
+    along = axis_cos2(hkl, reciprocal_lattice, axis_hkl) > FILM_COS**2
+    return np.where(along, 1.0, FILM_OTHERS)
 
 
 # Reflections whose Bragg angle lies this close (degrees 2θ) to a stored peak's belong to it:
@@ -341,6 +515,62 @@ def counting_noise(
     return rng.poisson(patterns * counts_per_unit[:, None]) / counts_per_unit[:, None]
 
 
+def detector_noise(
+    patterns: np.ndarray, fractions: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Gaussian detector (electronic) noise of standard deviation ``fractions`` times each row's
+    highest point, independent of the counts; clipped at 0, as a detector reports no negative
+    intensity."""
+    sd = np.asarray(fractions, dtype=float) * patterns.max(axis=1)
+    return np.maximum(patterns + sd[:, None] * rng.standard_normal(patterns.shape), 0.0)
+
+
+def coarse_scan(
+    patterns: np.ndarray,
+    grid: TwoThetaGrid,
+    starts_deg: np.ndarray,
+    steps_deg: np.ndarray,
+    n_points: int,
+) -> np.ndarray:
+    """What a continuous scan counts at its points ``starts_deg[i] + k steps_deg[i]``
+    (k < ``n_points``, degrees 2θ) from the pattern in row i of ``patterns`` on ``grid``: the
+    mean of the pattern over [point - step / 2, point + step / 2], the range the detector
+    sweeps while it counts that point. Each grid value stands for a bin one grid step wide;
+    only the part of a range on the grid is averaged over, and a point with none of it is 0.
+    n x n_points."""
+    n, n_bins = patterns.shape
+    # The pattern's integral from the grid's low edge to every bin edge.
+    bin_integrals = np.zeros((n, n_bins + 1))
+    np.cumsum(patterns * grid.step, axis=1, out=bin_integrals[:, 1:])
+    # Neighbouring points' ranges meet: the integral up to every range edge, once.
+    edges = starts_deg[:, None] + steps_deg[:, None] * (np.arange(n_points + 1) - 0.5)
+    bins = np.clip((edges - grid.start) / grid.step + 0.5, 0, n_bins)  # edges in bins
+    whole = np.minimum(bins.astype(np.int64), n_bins - 1)
+    rows = np.arange(n)[:, None]
+    integrals = bin_integrals[rows, whole] + (bins - whole) * patterns[rows, whole] * grid.step
+    covered = np.diff(bins, axis=1) * grid.step
+    return np.where(covered > 0, np.diff(integrals, axis=1) / np.where(covered > 0, covered, 1), 0)
+
+
+def scan_onto_grid(
+    counts: np.ndarray, grid: TwoThetaGrid, starts_deg: np.ndarray, steps_deg: np.ndarray
+) -> np.ndarray:
+    """Scans whose row i holds points ``starts_deg[i] + k steps_deg[i]`` (k = 0, 1, ...)
+    interpolated linearly onto ``grid``, as ``predict`` brings a measured file onto the model's
+    grid; grid points before a scan's first point take that point's value."""
+    points = (grid.values - starts_deg[:, None]) / steps_deg[:, None]  # in scan steps
+    left = np.clip(np.floor(points).astype(np.int64), 0, counts.shape[1] - 2)
+    fraction = np.clip(points - left, 0.0, 1.0)
+    rows = np.arange(len(counts))[:, None]
+    below = counts[rows, left]
+    return below + fraction * (counts[rows, left + 1] - below)
+
+
+def _gaussian(x: np.ndarray, centre: np.ndarray, fwhm: np.ndarray) -> np.ndarray:
+    """Gaussians of height 1 at ``x`` (broadcast)."""
+    return np.exp(-FOUR_LN2 * ((x - centre) / fwhm) ** 2)
+
+
 def augment_patterns(
     table: PeakTable,
     positions: np.ndarray,
@@ -351,7 +581,8 @@ def augment_patterns(
     reflections: PeakReflections | None = None,
 ) -> np.ndarray:
     """Newly perturbed patterns of the structures at ``positions`` of ``table``:
-    len(positions) x grid.size, float32, each rescaled to [0, 1] as the stored patterns.
+    len(positions) x grid.size, float32, each rescaled to [0, 1] as the stored patterns (zero
+    outside a truncated scan, its highest point 1).
 
     ``reflections``: :func:`peak_reflections` of ``table``, computed here when not given (give
     it when making many batches from one table)."""
@@ -359,40 +590,37 @@ def augment_patterns(
     n = len(positions)
     streams = dict(zip(_PARTS, rng.spawn(len(_PARTS)), strict=True))
     rows, owner = table.rows(positions)
+    if reflections is None and (
+        settings.march_dollase_r is not None or settings.film_probability is not None
+    ):
+        reflections = peak_reflections(table, wavelength_angstrom)
+    intensities = _sample_intensities(table, positions, rows, owner, settings, streams, reflections)
     two_theta = table.two_theta[rows]
-    intensities = table.intensities[rows]
-    if settings.march_dollase_r is not None:
-        stream = streams["orientation"]
-        r = stream.uniform(*settings.march_dollase_r, n)
-        axes = MARCH_DOLLASE_AXES[stream.integers(len(MARCH_DOLLASE_AXES), size=n)]
-        lattices = table.reciprocal_lattices[positions]
-        if reflections is None:
-            reflections = peak_reflections(table, wavelength_angstrom)
-        members, peak = reflections.of_rows(rows)
-        structure = owner[peak]
-        factors = march_dollase_factors(
-            reflections.hkl[members], lattices[structure], axes[structure], r[structure]
-        )
-        # Each peak's factor: the mean over its reflections.
-        intensities = intensities * (
-            np.bincount(peak, weights=factors, minlength=len(rows))
-            / np.bincount(peak, minlength=len(rows))
-        )
     if settings.strain is not None:
         two_theta = strained_two_theta(
             two_theta, streams["strain"].uniform(*settings.strain, n)[owner]
         )
+    line_ratio = kalpha2_ratio(wavelength_angstrom)
+    if settings.ka2_ratio is not None and line_ratio is not None:
+        share = streams["ka2"].uniform(*settings.ka2_ratio, n)[owner]
+        two_theta = np.concatenate([two_theta, scaled_sine_two_theta(two_theta, line_ratio)])
+        intensities = np.concatenate([intensities, share * intensities])
+        owner = np.concatenate([owner, owner])
     width = streams["width"]
-    instrument = width.uniform(*settings.instrument_fwhm_deg, n)[owner]
-    size = np.zeros_like(instrument)
+    instrument = width.uniform(*settings.instrument_fwhm_deg, n)
+    size = np.zeros(len(owner))
     if settings.crystallite_nm is not None:
         crystallite_nm = width.uniform(*settings.crystallite_nm, n)[owner]
-        # At the Bragg angle: the zero offset below moves where a peak is seen, not its width.
+        # At the Bragg angle: the shifts below move where a peak is seen, not its width.
         size = scherrer_fwhm_deg(two_theta, crystallite_nm, wavelength_angstrom)
-    fwhm, eta = profile_shape(instrument, size, settings.profile)
+    fwhm, eta = profile_shape(instrument[owner], size, settings.profile)
+    if settings.displacement_mm is not None:
+        displacement = streams["displacement"].uniform(*settings.displacement_mm, n)[owner]
+        two_theta = two_theta + displacement_shift_deg(two_theta, displacement)
     if settings.zero_offset_deg is not None:
         two_theta = two_theta + streams["zero_offset"].uniform(*settings.zero_offset_deg, n)[owner]
-    # Strain can push a back-reflection past 180 degrees: it has no position left (NaN).
+    # Strain or the Kα2 line can push a back-reflection past 180 degrees: it has no position
+    # left (NaN).
     kept = np.isfinite(two_theta)
     patterns = render_peaks(
         two_theta[kept],
@@ -404,16 +632,144 @@ def augment_patterns(
         grid,
         WINDOW_FWHM[settings.profile],
     )
+    highest_peak = patterns.max(axis=1)
     if settings.background is not None:
         stream = streams["background"]
         fractions = stream.uniform(*settings.background, n)
-        patterns += chebyshev_backgrounds(grid, fractions * patterns.max(axis=1), stream)
-    if settings.noise_counts is not None:
-        low, high = np.log(settings.noise_counts)
-        peak_counts = np.exp(streams["noise"].uniform(low, high, n))
-        patterns = counting_noise(patterns, peak_counts, streams["noise"])
-    # A structure whose peaks all left the grid (strain, offset) keeps an empty pattern.
+        patterns += chebyshev_backgrounds(grid, fractions * highest_peak, stream)
+    if settings.amorphous_hump is not None:
+        stream = streams["amorphous"]
+        heights = stream.uniform(*settings.amorphous_hump, n) * highest_peak
+        centres = stream.uniform(*AMORPHOUS_CENTRE_DEG, n)
+        widths = stream.uniform(*AMORPHOUS_FWHM_DEG, n)
+        patterns += heights[:, None] * _gaussian(grid.values, centres[:, None], widths[:, None])
+    if settings.impurity_peaks is not None:
+        patterns += _impurity_peaks(
+            grid, highest_peak, instrument, settings.impurity_peaks, streams["impurity"]
+        )
+    patterns = _measure(patterns, grid, settings, streams)
+    # A structure whose peaks all left the grid or the scan keeps an empty pattern.
     has_intensity = patterns.max(axis=1) > patterns.min(axis=1)
     out = np.zeros(patterns.shape, dtype=np.float32)
     out[has_intensity] = normalise(patterns[has_intensity])
     return out
+
+
+def _sample_intensities(
+    table: PeakTable,
+    positions: np.ndarray,
+    rows: np.ndarray,
+    owner: np.ndarray,
+    settings: AugmentSettings,
+    streams: dict[str, np.random.Generator],
+    reflections: PeakReflections | None,
+) -> np.ndarray:
+    """Intensities of table ``rows`` (structure ``owner`` of ``positions``) after preferred
+    orientation, film texture and per-peak jitter."""
+    n = len(positions)
+    intensities = table.intensities[rows]
+    lattices = table.reciprocal_lattices[positions]
+
+    def mean_over_reflections(
+        chosen: np.ndarray, factors_of: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    ) -> np.ndarray:
+        """Each of the ``chosen`` rows' mean over its reflections of the factors that
+        ``factors_of(hkl, structure)`` gives reflections ``hkl`` of structures ``structure``
+        (places in ``positions``)."""
+        members, peak = reflections.of_rows(rows[chosen])
+        factors = factors_of(reflections.hkl[members], owner[chosen][peak])
+        return np.bincount(peak, weights=factors, minlength=len(chosen)) / np.bincount(
+            peak, minlength=len(chosen)
+        )
+
+    if settings.march_dollase_r is not None:
+        stream = streams["orientation"]
+        r = stream.uniform(*settings.march_dollase_r, n)
+        axes = MARCH_DOLLASE_AXES[stream.integers(len(MARCH_DOLLASE_AXES), size=n)]
+        intensities = intensities * mean_over_reflections(
+            np.arange(len(rows)),
+            lambda hkl, of: march_dollase_factors(hkl, lattices[of], axes[of], r[of]),
+        )
+    if settings.film_probability is not None:
+        stream = streams["film"]
+        is_film = stream.random(n) < settings.film_probability
+        axes = MARCH_DOLLASE_AXES[stream.integers(len(MARCH_DOLLASE_AXES), size=n)]
+        in_film = np.flatnonzero(is_film[owner])
+        intensities[in_film] *= mean_over_reflections(
+            in_film, lambda hkl, of: film_factors(hkl, lattices[of], axes[of])
+        )
+    if settings.intensity_jitter is not None:
+        stream = streams["jitter"]
+        sd = stream.uniform(*settings.intensity_jitter, n)[owner]
+        intensities = intensities * np.exp(sd * stream.standard_normal(len(rows)))
+    return intensities
+
+
+def _impurity_peaks(
+    grid: TwoThetaGrid,
+    highest_peak: np.ndarray,
+    fwhm_deg: np.ndarray,
+    heights: Range,
+    stream: np.random.Generator,
+) -> np.ndarray:
+    """0 to MAX_IMPURITY_PEAKS Gaussian peaks per pattern at random angles on the grid, each of
+    FWHM ``fwhm_deg`` of its pattern and height uniform below a fraction drawn from
+    ``heights`` of ``highest_peak``: n x grid.size."""
+    n = len(highest_peak)
+    highest = stream.uniform(*heights, n) * highest_peak
+    pattern = np.repeat(np.arange(n), stream.integers(MAX_IMPURITY_PEAKS + 1, size=n))
+    centres = stream.uniform(grid.start, grid.stop, len(pattern))
+    tops = highest[pattern] * stream.random(len(pattern))
+    widths = fwhm_deg[pattern]
+    # A Gaussian of FWHM w and area A has height A GAUSS_NORM / w.
+    return render_peaks(
+        centres,
+        tops * widths / GAUSS_NORM,
+        widths,
+        np.zeros(len(pattern)),
+        pattern,
+        n,
+        grid,
+        WINDOW_FWHM["gaussian"],
+    )
+
+
+def _measure(
+    patterns: np.ndarray,
+    grid: TwoThetaGrid,
+    settings: AugmentSettings,
+    streams: dict[str, np.random.Generator],
+) -> np.ndarray:
+    """The scan of each row of ``patterns`` (n x grid.size) back on the grid: counted over the
+    scan's range, at its step, with counting and detector noise; zero outside the range."""
+    n = len(patterns)
+    starts = np.full(n, float(grid.start))
+    ends = np.full(n, float(grid.stop))
+    if settings.scan_start_deg is not None:
+        starts = streams["scan_start"].uniform(*settings.scan_start_deg, n)
+    if settings.scan_end_deg is not None:
+        ends = streams["scan_end"].uniform(*settings.scan_end_deg, n)
+    if settings.step_deg is not None:
+        # A scan finer than the grid shows no more on it than the grid's own step would.
+        steps = np.maximum(streams["step"].uniform(*settings.step_deg, n), grid.step)
+        # Every row's points from its start past the grid's end (the last may lie beyond).
+        n_points = int(np.max(np.floor((grid.stop - starts) / steps), initial=0)) + 2
+        angles = starts[:, None] + steps[:, None] * np.arange(n_points)
+        counted = coarse_scan(patterns, grid, starts, steps, n_points)
+    else:
+        angles, counted = grid.values[None, :], patterns
+    inside = (angles >= starts[:, None]) & (angles <= ends[:, None])
+    counted = np.where(inside, counted, 0.0)
+    if settings.noise_counts is not None:
+        low, high = np.log(settings.noise_counts)
+        peak_counts = np.exp(streams["noise"].uniform(low, high, n))
+        counted = counting_noise(counted, peak_counts, streams["noise"])
+    if settings.detector_noise is not None:
+        stream = streams["detector"]
+        counted = detector_noise(counted, stream.uniform(*settings.detector_noise, n), stream)
+    if settings.step_deg is None:
+        return np.where(inside, counted, 0.0)
+    # The scan covers the grid from its first point to its last inside the range.
+    last = np.max(np.where(inside, angles, -np.inf), axis=1)
+    on_grid = scan_onto_grid(counted, grid, starts, steps)
+    return np.where((grid.values >= starts[:, None]) & (grid.values <= last[:, None]), on_grid, 0.0)
