@@ -178,3 +178,13 @@ def test_embedded_set_is_in_the_repository():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for table in params["download"]["cif_table"]["tables"]:
         assert (ROOT / table).is_file(), f"{table} missing from the repository"
+
+
+def test_empty_cells_are_missing_values_not_one_material(tmp_path):
+    table = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False).iloc[:2]
+    table["id"] = ["oqmd-1", "oqmd-2"]
+    table["material_id"] = ""
+    table.to_csv(tmp_path / "t.csv", index=False)
+    settings = _settings(str(tmp_path / "t.csv"), id_column="id", keep_columns=("material_id",))
+    records = list(iter_cif_table(settings, CLASSES, None, 0, 1))
+    assert [r.meta["material_id"] for r in records] == [None, None]

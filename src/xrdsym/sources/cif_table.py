@@ -224,10 +224,14 @@ def parse_row(
     structures = parse_cif(row[settings.cif_column])
     if isinstance(structures, str):
         return Reject(record_id, "download", f"{table}: unreadable CIF: {structures}")
-    meta: dict[str, Any] = {"table": table, **{c: row[c] for c in settings.keep_columns}}
+    # An empty cell is a missing value (two rows with no material id are not one material).
+    meta: dict[str, Any] = {
+        "table": table,
+        **{c: row[c] if row[c] != "" else None for c in settings.keep_columns},
+    }
     if settings.space_group_column is not None:
         meta["stated_space_group"] = stated_space_group(row[settings.space_group_column])
-    if str(record_id).startswith("mp-"):
+    if meta.get("material_id") is None and str(record_id).startswith("mp-"):
         # Combined with other Materials Project sources by material id.
         meta["material_id"] = str(record_id)
     meta["disordered"] = not structures[0].is_ordered
