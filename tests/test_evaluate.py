@@ -1,12 +1,64 @@
-"""The evaluate stage's scoring of extra sets of CIF structures."""
+"""The evaluate stage: scoring extra sets of CIF structures, the test split under other
+measurement conditions, the metrics and plots it writes."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import GRID
 from pymatgen.core import Lattice, Structure
 
+from xrdsym.diffraction import PeakTable, TwoThetaGrid, pattern_from_peaks, simulate_peaks
+from xrdsym.evaluation import condition_patterns, condition_settings, stored_fwhm_deg
 from xrdsym.prediction import load_classifier
-from xrdsym.stages.evaluate import score_structure_set, scores
+from xrdsym.stages import evaluate
+from xrdsym.stages.evaluate import score_robustness, score_structure_set, scores
+from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, PEAKS_FILE, TWO_THETA_FILE
+
+ROOT = Path(__file__).resolve().parents[1]
+# The default conditions, as params.yaml states them.
+CONDITIONS = yaml.safe_load((ROOT / "params.yaml").read_text())["evaluate"]["robustness"]
+MAGNESIUM = Structure(
+    Lattice.hexagonal(3.21, 5.21), ["Mg", "Mg"], [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]]
+)
+# A large cell: its first peaks lie below 10 degrees, where a scan from 10 degrees sees nothing.
+LARGE_CELL = Structure(Lattice.cubic(15.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+# Re-simulated peaks sit at their exact angle, the stored ones at the nearest grid point: up to
+# half a step apart, which changes a Gaussian of sigma 5 points by up to 0.5 / (5 sqrt(e)) =
+# 0.06 of its height on its flanks (more where peaks overlap); nowhere else.
+CLEAN_MAX_DIFFERENCE = 0.1
+CLEAN_MEAN_DIFFERENCE = 2e-3
+
+
+def _simulated(structures, grid: TwoThetaGrid, sigma: float) -> tuple[PeakTable, np.ndarray]:
+    """The peak table and the stored patterns the patterns stage makes of ``structures``."""
+    peaks = [simulate_peaks(s, "CuKa", (grid.start, grid.stop)) for s in structures]
+    lattices = [s.lattice.reciprocal_lattice_crystallographic.matrix for s in structures]
+    patterns = np.stack([pattern_from_peaks(p, grid, sigma) for p in peaks])
+    return PeakTable.from_peaks(peaks, lattices), patterns
+
+
+def _patterns_store(directory: Path, structures, systems, grid: TwoThetaGrid, sigma: float):
+    """A patterns stage's output with every structure in the test split."""
+    table, patterns = _simulated(structures, grid, sigma)
+    directory.mkdir()
+    pd.DataFrame(
+        {
+            "id": [f"s{i}" for i in range(len(structures))],
+            "formula": [s.composition.reduced_formula for s in structures],
+            "space_group": [s.get_space_group_info()[1] for s in structures],
+            "crystal_system": systems,
+            "split": "test",
+        }
+    ).to_csv(directory / INDEX_FILE, index=False)
+    np.save(directory / PATTERNS_FILE, patterns)
+    np.save(directory / TWO_THETA_FILE, grid.values)
+    np.savez(directory / PEAKS_FILE, **vars(table))
 
 
 def test_extra_set_scores_structures_and_lists_rejects(tmp_path, model_dir, rock_salt, rutile):
@@ -29,6 +81,7 @@ def test_extra_set_scores_structures_and_lists_rejects(tmp_path, model_dir, rock
     reasons = {row["id"]: row["reason"] for row in rejects}
     assert set(reasons) == {"broken.cif", "triclinic.cif"}
     assert "triclinic is not one of the model's classes" in reasons["triclinic.cif"]
+    assert set(metrics["accuracy_at_coverage"]) == {"50%", "80%", "100%"}
 
 
 def test_space_group_scores_report_top5_and_the_implied_crystal_systems():
@@ -51,3 +104,76 @@ def test_space_group_scores_report_top5_and_the_implied_crystal_systems():
     systems = metrics["crystal_system"]
     assert systems["accuracy"] == 0.75  # wrong group, right system twice
     assert set(systems["per_class"]) == {"cubic", "monoclinic", "triclinic"}
+
+
+def test_clean_condition_reproduces_the_stored_patterns(rock_salt, rutile):
+    grid, sigma = TwoThetaGrid(0, 90, 0.02), 5  # the default grid and broadening
+    table, stored = _simulated([rock_salt, rutile, MAGNESIUM], grid, sigma)
+    # A condition whose only part is switched off re-simulates the patterns unperturbed.
+    clean = condition_settings("clean", {"ka2_ratio": 0}, stored_fwhm_deg(sigma, grid.step))
+
+    again = condition_patterns(table, grid, 1.54184, clean)
+
+    assert again.shape == stored.shape and again.dtype == np.float32
+    assert np.abs(again - stored).max() < CLEAN_MAX_DIFFERENCE
+    assert np.abs(again - stored).mean() < CLEAN_MEAN_DIFFERENCE
+    assert np.array_equal(np.argmax(again, axis=1), np.argmax(stored, axis=1))
+
+
+@pytest.mark.parametrize("name", [name for name, keys in CONDITIONS.items() if keys])
+def test_each_condition_changes_the_patterns_the_same_way_every_run(name, rock_salt, rutile):
+    grid, sigma = TwoThetaGrid(0, 90, 0.02), 5
+    table, _ = _simulated([rock_salt, rutile, MAGNESIUM, LARGE_CELL], grid, sigma)
+    width = stored_fwhm_deg(sigma, grid.step)
+    clean = condition_patterns(
+        table, grid, 1.54184, condition_settings("clean", {"ka2_ratio": 0}, width)
+    )
+    settings = condition_settings(name, CONDITIONS[name], width)
+
+    changed = condition_patterns(table, grid, 1.54184, settings)
+
+    assert np.abs(changed - clean).max() > 0.01
+    assert np.array_equal(changed, condition_patterns(table, grid, 1.54184, settings))
+
+
+def test_robustness_scores_every_condition_against_the_stored_patterns(
+    tmp_path, model_dir, rock_salt, rutile
+):
+    patterns_dir = tmp_path / "patterns"
+    structures = [rock_salt, MAGNESIUM, rutile]
+    _patterns_store(patterns_dir, structures, ["cubic", "hexagonal", "tetragonal"], GRID, 2)
+    classifier = load_classifier(model_dir, engine="keras")
+
+    robustness = score_robustness(classifier, patterns_dir, CONDITIONS)
+
+    assert list(robustness) == list(CONDITIONS)
+    for row in robustness.values():
+        assert set(row) == {"accuracy", "macro_f1", "drop"}
+        assert 0 <= row["accuracy"] <= 1 and 0 <= row["macro_f1"] <= 1
+    assert robustness["clean"]["drop"] == 0
+    stored = robustness["clean"]["accuracy"]
+    assert all(
+        row["accuracy"] + row["drop"] == pytest.approx(stored) for row in robustness.values()
+    )
+
+
+def test_evaluate_writes_robustness_and_coverage_metrics_and_plots(
+    tmp_path, model_dir, rock_salt, rutile
+):
+    patterns_dir = tmp_path / "patterns"
+    structures = [rock_salt, MAGNESIUM, rutile]
+    _patterns_store(patterns_dir, structures, ["cubic", "hexagonal", "tetragonal"], GRID, 2)
+    params = {"n_jobs": 1, "evaluate": {"extra_sets": [], "robustness": CONDITIONS}}
+    metrics_path, plots_dir = tmp_path / "metrics.json", tmp_path / "plots"
+
+    evaluate.run(params, model_dir, tmp_path / "images", patterns_dir, metrics_path, plots_dir)
+
+    metrics = json.loads(metrics_path.read_text())
+    assert set(metrics["robustness"]) == set(CONDITIONS)
+    assert set(metrics["accuracy_at_coverage"]) == {"50%", "80%", "100%"}
+    assert metrics["accuracy_at_coverage"]["100%"] == pytest.approx(metrics["accuracy"])
+    assert all(0 <= value <= 1 for value in metrics["accuracy_at_coverage"].values())
+    table = pd.read_csv(plots_dir / "robustness.csv")
+    assert list(table.columns) == ["condition", "accuracy"]
+    assert list(table["condition"]) == list(CONDITIONS)
+    assert (plots_dir / "robustness.png").stat().st_size > 0

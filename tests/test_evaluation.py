@@ -1,7 +1,18 @@
 import numpy as np
 import pytest
 
-from xrdsym.evaluation import classification_metrics, confusion, metrics_table, top_k_accuracy
+from xrdsym.config import validate
+from xrdsym.errors import ParamsError
+from xrdsym.evaluation import (
+    CONDITION_KEYS,
+    accuracies_at_coverage,
+    classification_metrics,
+    condition_settings,
+    confusion,
+    metrics_table,
+    stored_fwhm_deg,
+    top_k_accuracy,
+)
 
 
 def test_metrics_by_hand():
@@ -49,3 +60,40 @@ def test_top_k_accuracy_by_hand():
     assert top_k_accuracy(probabilities, y_true, 1) == 0.0
     assert top_k_accuracy(probabilities, y_true, 2) == pytest.approx(1 / 3)
     assert top_k_accuracy(probabilities, y_true, 3) == 1.0
+
+
+def test_accuracies_at_coverage_by_hand():
+    # The most confident first: right, right, right, right, wrong, right, wrong, right, ...
+    confidence = np.array([0.3, 0.9, 0.5, 0.8, 0.7, 0.05, 0.6, 0.2, 0.4, 0.1])
+    correct = np.array([0, 1, 0, 1, 1, 0, 1, 1, 1, 0], dtype=bool)
+    assert accuracies_at_coverage(confidence, correct, (0.5, 0.8, 1.0)) == {
+        "50%": pytest.approx(4 / 5),
+        "80%": pytest.approx(6 / 8),
+        "100%": pytest.approx(6 / 10),
+    }
+
+
+def test_a_condition_sets_its_own_parts_only_at_the_stored_width():
+    settings = condition_settings("kalpha2", {"ka2_ratio": 0.5}, stored_fwhm_deg(5, 0.02))
+    assert settings.ka2_ratio == (0.5, 0.5)
+    assert settings.instrument_fwhm_deg == pytest.approx((0.23548, 0.23548), abs=1e-5)
+    assert settings.profile == "gaussian" and settings.crystallite_nm is None
+    assert all(getattr(settings, key) is None for key in CONDITION_KEYS if key != "ka2_ratio")
+    assert condition_settings("clean", {}, 0.2) is None  # the stored patterns themselves
+
+
+@pytest.mark.parametrize(
+    ("robustness", "message"),
+    [
+        ({"kalpha2": {"ka2_ratio": 2}}, "evaluate.robustness.kalpha2.ka2_ratio=2"),
+        ({"wide": {"instrument_fwhm_deg": 0.5}}, "evaluate.robustness.wide.instrument_fwhm_deg"),
+        ({"typo": {"noise_count": 300}}, "evaluate.robustness.typo.noise_count is not"),
+        ({"bare": 0.5}, "evaluate.robustness.bare=0.5"),
+        ([{"ka2_ratio": 0.5}], "evaluate.robustness="),
+    ],
+)
+def test_invalid_conditions_are_named_in_one_line(robustness, message):
+    params = {"evaluate": {"extra_sets": [], "robustness": robustness}}
+    with pytest.raises(ParamsError) as error:
+        validate(params)
+    assert message in str(error.value) and "\n" not in str(error.value)

@@ -8,12 +8,17 @@ from xrdsym.diffraction import Peaks, PeakTable, TwoThetaGrid
 from xrdsym.errors import XrdsymError
 from xrdsym.imaging import image_file_name
 from xrdsym.inputs import (
+    AUGMENT_CHUNK,
     augmented_pattern_inputs,
+    inputs_made_once,
     model_inputs,
+    preprocessed_pattern_split,
     read_pattern_split,
     read_peak_split,
     read_split,
 )
+from xrdsym.preprocessing import NO_PREPROCESSING, InputSettings
+from xrdsym.preprocessing import model_inputs as preprocessed
 from xrdsym.stages import images
 from xrdsym.stages.images import IMAGES_FILE
 from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, PEAKS_FILE
@@ -99,7 +104,30 @@ def test_peak_split_is_in_the_order_of_the_pattern_split(tmp_path):
         wavelength_angstrom=1.54184,
         settings=settings,
         reflections=peak_reflections(peaks, 1.54184),
+        preprocess=NO_PREPROCESSING,
     )
     assert x.shape == (2, grid.size, 1) and x.dtype == np.float32
     # Structure "a" (position 1) has its peak at 21 degrees, "b" (position 0) at 20.
     assert grid.values[np.argmax(x[:, :, 0], axis=1)] == pytest.approx([21.0, 20.0])
+
+
+def test_preprocessed_split_is_the_stored_split_through_the_input_transform(tmp_path):
+    _store(tmp_path)
+    grid = TwoThetaGrid(10, 10 + 49 * 0.5, 0.5)
+    settings = InputSettings("snip", 3.0, 1.0)
+    x, y, ids = preprocessed_pattern_split(tmp_path, "test", CLASSES, grid, settings)
+    stored, y_stored, ids_stored = read_pattern_split(tmp_path, "test", CLASSES)
+    assert (ids, y.tolist()) == (ids_stored, y_stored.tolist())
+    assert x.shape == stored.shape and x.dtype == np.float32
+    np.testing.assert_array_equal(x[..., 0], preprocessed(stored[..., 0], grid, settings))
+
+
+def test_inputs_made_once_are_the_same_for_the_same_seed_and_cover_every_sample():
+    def make_inputs(positions, rng):
+        return np.column_stack([positions, rng.random(len(positions))])
+
+    n = AUGMENT_CHUNK * 2 + 3
+    once = inputs_made_once(make_inputs, n, (7, 1))
+    assert once[:, 0].tolist() == list(range(n))
+    np.testing.assert_array_equal(inputs_made_once(make_inputs, n, (7, 1)), once)
+    assert not np.array_equal(inputs_made_once(make_inputs, n, (8, 1)), once)

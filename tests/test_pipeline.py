@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from pymatgen.core import Lattice, Structure
@@ -62,7 +63,7 @@ def _run(repo: Path, *command: str) -> str:
 
 
 @pytest.mark.slow
-def test_repro_then_nothing_then_sigma_sweep_then_1d_model(tmp_path):
+def test_repro_then_nothing_then_sigma_sweep_then_image_model(tmp_path):
     repo = tmp_path / "repo"
     _copy_repo(repo)
     _tiny_extra_set(repo / "evaluation_sets" / "tiny")
@@ -79,6 +80,13 @@ def test_repro_then_nothing_then_sigma_sweep_then_1d_model(tmp_path):
     first = _run(repo, "dvc", "repro")
     for stage in ["download", "patterns", "images", "train", "evaluate"]:
         assert f"Running stage '{stage}'" in first
+    # The default data: a seeded subset of the embedded real set, split by structure type.
+    download = json.loads((repo / "metrics" / "download.json").read_text())
+    assert download["per_source"]["cif_table"]["read"] == 8 * len(params["classes"])
+    assert download["stated_space_group"]["cif_table"]["stated"] > 0
+    index = pd.read_csv(repo / "data" / "patterns" / "index.csv")
+    assert set(index["source"]) == {"cif_table"}
+    assert (index.groupby("structure_type")["split"].nunique() == 1).all()
     metrics = json.loads((repo / "metrics" / "metrics.json").read_text())
     assert 0 <= metrics["accuracy"] <= 1 and metrics["n_test"] > 0
     assert set(metrics["per_class"]) == set(params["classes"])
@@ -119,18 +127,25 @@ def test_repro_then_nothing_then_sigma_sweep_then_1d_model(tmp_path):
     assert "n_patterns" in diff["metrics/patterns.json"]
     assert "train.loss" in diff["metrics/train/metrics.json"]
 
-    # The 1D model reads the patterns: the patterns are reused, no image is drawn.
+    # The default 1D model read the patterns: no image was drawn.
+    assert not list((repo / "data" / "images").rglob("*.png"))
+    assert meta["model"] == "cnn1d" and meta["input"] == "pattern"
+
+    # The paper's image model on the same patterns: images are drawn, patterns reused.
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "sigma 3")
-    one_d = _run(repo, "dvc", "exp", "run", "-S", "model=cnn1d")
-    assert "Running stage 'patterns'" not in one_d
+    image = _run(
+        repo,
+        *("dvc", "exp", "run", "-S", "model=mobilenetv2", "-S", "train.augment.enabled=false"),
+    )
+    assert "Running stage 'patterns'" not in image
     for stage in ["images", "train", "evaluate"]:
-        assert f"Running stage '{stage}'" in one_d
-    assert not list((repo / "data" / "images").rglob("*.png"))
+        assert f"Running stage '{stage}'" in image
     meta = json.loads((repo / "models" / "model.json").read_text())
-    assert meta["model"] == "cnn1d" and meta["input"] == "pattern"
+    assert meta["model"] == "mobilenetv2" and meta["input"] == "image"
     metrics = json.loads((repo / "metrics" / "metrics.json").read_text())
     assert metrics["n_test"] > 0 and 0 <= metrics["accuracy"] <= 1
+    _run(repo, "git", "checkout", "--", "params.yaml")
 
     NACL.to(filename=str(repo / "nacl.cif"))
     # A space-group model on the same patterns: only train and evaluate run again.
@@ -151,3 +166,14 @@ def test_repro_then_nothing_then_sigma_sweep_then_1d_model(tmp_path):
     # Without --model, `xrdsym predict` uses the model shipped with xrdsym, and says so.
     answer = _run(repo, "xrdsym", "predict", "nacl.cif")
     assert "shipped with xrdsym" in answer and "crystal system (calibrated" in answer
+
+    # AMCSD minerals instead of the embedded set (a seeded few).
+    _run(repo, "git", "checkout", "--", "params.yaml")
+    minerals = _run(
+        repo, *("dvc", "exp", "run", "-S", "source=amcsd", "-S", "download.amcsd.limit=60")
+    )
+    assert "Running stage 'download'" in minerals and "Running stage 'train'" in minerals
+    download = json.loads((repo / "metrics" / "download.json").read_text())
+    read = download["per_source"]["amcsd"]["read"]
+    assert read + download["n_unreadable"] == 60
+    assert download["stated_space_group"]["amcsd"]["stated"] == read

@@ -1,5 +1,6 @@
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,11 @@ from xrdsym.prediction import (
     Label,
     Labels,
     Prediction,
+    classify,
     convert_wavelength,
     find_inputs,
     load_classifier,
+    measured_settings,
     prepare_files,
     prepare_measured,
     prepare_structure,
@@ -28,6 +31,7 @@ from xrdsym.prediction import (
     read_model_meta,
     score_predictions,
 )
+from xrdsym.preprocessing import MEASURED_DEFAULT, NO_PREPROCESSING, InputSettings, model_inputs
 
 
 def _measured(structure, wavelength: str, low: float, high: float, step: float = 0.01):
@@ -53,7 +57,9 @@ def test_bragg_conversion_keeps_the_d_spacing():
 
 def test_measured_mo_scan_lands_on_the_cu_peaks(rock_salt):
     scan = _measured(rock_salt, "MoKa", 5, 40)
-    prepared = prepare_measured(scan, parse_wavelength("MoKa"), parse_wavelength("CuKa"), GRID)
+    prepared = prepare_measured(
+        scan, parse_wavelength("MoKa"), parse_wavelength("CuKa"), GRID, MEASURED_DEFAULT
+    )
     reference = pattern_from_structure(rock_salt, "CuKa", GRID, 2)
     strongest = GRID.values[np.argmax(reference)]
     assert GRID.values[np.argmax(prepared.intensities)] == pytest.approx(strongest, abs=0.15)
@@ -65,25 +71,36 @@ def test_measured_mo_scan_lands_on_the_cu_peaks(rock_salt):
 
 def test_background_is_removed(rock_salt):
     scan = _measured(rock_salt, "CuKa", 10, 90)
-    kept = prepare_measured(scan, 1.54184, 1.54184, GRID, background="none")
-    removed = prepare_measured(scan, 1.54184, 1.54184, GRID, background="snip")
+    prepared = prepare_measured(scan, 1.54184, 1.54184, GRID, MEASURED_DEFAULT)
+    kept = model_inputs(prepared.intensities, GRID, replace(MEASURED_DEFAULT, background="none"))
+    removed = model_inputs(prepared.intensities, GRID, MEASURED_DEFAULT)
     between_peaks = (GRID.values > 58) & (GRID.values < 64)  # no NaCl peak here
-    assert removed.intensities[between_peaks].max() < 0.02 < kept.intensities[between_peaks].min()
+    assert removed[between_peaks].max() < 0.02 < kept[between_peaks].min()
+    assert prepared.settings == MEASURED_DEFAULT
+
+
+def test_a_scan_with_nothing_left_after_background_removal_is_one_clear_error():
+    two_theta = np.arange(10, 80, 0.02)
+    flat = MeasuredPattern(two_theta, np.full(two_theta.size, 100.0), 1.54184, "flat.xy")
+    with pytest.raises(XrdsymError, match=r"flat\.xy: no intensity left .* --background none"):
+        prepare_measured(flat, None, 1.54184, GRID, MEASURED_DEFAULT)
+    kept = prepare_measured(flat, None, 1.54184, GRID, NO_PREPROCESSING)
+    assert kept.intensities.max() == 1
 
 
 def test_wavelength_from_the_file_wins_and_is_required(rock_salt):
     scan = _measured(rock_salt, "CuKa", 10, 90)
     with pytest.raises(XrdsymError, match=r"scan\.xy: the file does not state its wavelength"):
-        prepare_measured(scan, None, 1.54184, GRID)
+        prepare_measured(scan, None, 1.54184, GRID, MEASURED_DEFAULT)
     stated = MeasuredPattern(scan.two_theta, scan.intensities, 1.54184, "scan.xy")
-    assert prepare_measured(stated, 0.7, 1.54184, GRID).wavelength == 1.54184
+    assert prepare_measured(stated, 0.7, 1.54184, GRID, MEASURED_DEFAULT).wavelength == 1.54184
 
 
 def test_data_outside_the_model_range_is_one_clear_error(rock_salt):
     scan = _measured(rock_salt, "CuKa", 60, 90)
     with pytest.raises(XrdsymError, match="fall outside the model's 2θ range"):
         # 60-90 degrees at 0.5 Å are d-spacings that 2 Å cannot reach at all.
-        prepare_measured(scan, 0.5, 2.0, GRID)
+        prepare_measured(scan, 0.5, 2.0, GRID, MEASURED_DEFAULT)
 
 
 def test_structure_is_simulated_as_in_training(model_dir, rock_salt):
@@ -187,7 +204,8 @@ def test_committed_samples_convert_to_the_cu_peak_positions(name, wavelength):
     assert pattern.wavelength == (None if wavelength is None else pytest.approx(wavelength))
     grid = TwoThetaGrid(0, 90, 0.02)
 
-    prepared = prepare_measured(pattern, parse_wavelength("CuKa"), parse_wavelength("CuKa"), grid)
+    cu = parse_wavelength("CuKa")
+    prepared = prepare_measured(pattern, cu, cu, grid, MEASURED_DEFAULT)
 
     assert grid.values[np.argmax(prepared.intensities)] == pytest.approx(NACL_200_CU, abs=0.04)
 
@@ -233,10 +251,10 @@ def test_shipped_model_classifies_every_sample_as_keras_would():
     assert len(reading.prepared) == len(SAMPLES)
     patterns = np.stack([ready.intensities for _, _, ready in reading.prepared])
 
-    probabilities = by_numpy.probabilities(patterns)
+    probabilities = by_numpy.probabilities(patterns, MEASURED_DEFAULT)
 
     assert by_numpy.engine == "numpy" and np.allclose(probabilities.sum(axis=1), 1)
-    by_keras = load_classifier(SHIPPED, engine="keras").probabilities(patterns)
+    by_keras = load_classifier(SHIPPED, engine="keras").probabilities(patterns, MEASURED_DEFAULT)
     np.testing.assert_allclose(probabilities, by_keras, atol=1e-4)
 
 
@@ -247,18 +265,75 @@ def test_predict_uses_the_shipped_model_without_model(tmp_path, monkeypatch, cap
     assert "shipped with xrdsym" in err and "run by numpy" in err
 
 
-def test_probabilities_of_a_1d_model_use_the_training_inputs(model_dir):
+@pytest.mark.parametrize("stored", [None, InputSettings("snip", 2.0, 1.5)])
+def test_probabilities_of_a_1d_model_use_the_training_inputs(model_dir, stored):
     """predict shapes a 1D model's input without importing xrdsym.inputs; it must be what
-    training and evaluation feed the model."""
+    training and evaluation feed the model: the stored patterns through the input transform
+    with the settings the model records (none recorded: the patterns as they are)."""
     from xrdsym.calibration import apply_temperature
-    from xrdsym.inputs import model_inputs
+    from xrdsym.inputs import model_inputs as network_inputs
 
+    meta = json.loads((model_dir / META_FILE).read_text())
+    meta["preprocessing"]["inputs"] = None if stored is None else stored.to_json()
+    (model_dir / META_FILE).write_text(json.dumps(meta))
     classifier = load_classifier(model_dir)
     patterns = np.random.default_rng(1).random((3, GRID.size))
+    seen = model_inputs(patterns, GRID, stored or NO_PREPROCESSING)
     expected = apply_temperature(
-        classifier.outputs(model_inputs(patterns, "pattern", None)), classifier.meta["temperature"]
+        classifier.outputs(network_inputs(seen, "pattern", None)), classifier.meta["temperature"]
     )
+    assert classifier.input_settings == (stored or NO_PREPROCESSING)
+    np.testing.assert_array_equal(classifier.inputs(patterns), seen)
     np.testing.assert_array_equal(classifier.probabilities(patterns), expected)
+
+
+def test_a_model_without_input_settings_predicts_as_before(model_dir, rock_salt):
+    """A model that records no input settings (the shipped one) reads measured scans after
+    SNIP without smoothing, and simulated structures as they are, as predict always did;
+    --background and --smooth replace the settings of measured scans only."""
+    meta = read_model_meta(SHIPPED)
+    assert "inputs" not in meta["preprocessing"]
+    assert measured_settings(meta) == MEASURED_DEFAULT == InputSettings("snip", 3.0, 0.0)
+    assert measured_settings(meta, "none", 2) == InputSettings("none", 3.0, 2.0)
+    assert prepare_structure(rock_salt, meta).settings == NO_PREPROCESSING
+    stored = InputSettings("none", 4.0, 1.0)
+    meta["preprocessing"]["inputs"] = stored.to_json()
+    assert measured_settings(meta) == stored
+    assert measured_settings(meta, background="snip") == InputSettings("snip", 4.0, 1.0)
+    assert prepare_structure(rock_salt, meta).settings == stored
+    # classify reads each pattern through its own settings, and keeps what the model saw.
+    classifier = load_classifier(model_dir)
+    scan = _measured(rock_salt, "CuKa", 10, 90)
+    measured = prepare_measured(scan, 1.54184, 1.54184, GRID, MEASURED_DEFAULT)
+    structure = prepare_structure(rock_salt, classifier.meta)
+    predictions = classify(
+        classifier, [("s", "measured", measured), ("c", "structure", structure)], 2
+    )
+    np.testing.assert_array_equal(
+        predictions[0].intensities, model_inputs(measured.intensities, GRID, MEASURED_DEFAULT)
+    )
+    np.testing.assert_array_equal(predictions[1].intensities, structure.intensities)
+    np.testing.assert_allclose(
+        predictions[0].probabilities,
+        classifier.probabilities(measured.intensities[np.newaxis], MEASURED_DEFAULT)[0],
+        rtol=1e-6,
+    )
+
+
+def test_predict_background_and_smooth_override_the_model(tmp_path, capsys):
+    sample = str(DATA / "nacl_cu.xy")
+    out = {name: tmp_path / f"{name}.json" for name in ("default", "snip", "none", "smooth")}
+    assert main(["predict", sample, "--json", str(out["default"])]) == 0
+    assert main(["predict", sample, "--background", "snip", "--json", str(out["snip"])]) == 0
+    assert main(["predict", sample, "--background", "none", "--json", str(out["none"])]) == 0
+    assert main(["predict", sample, "--smooth", "2", "--json", str(out["smooth"])]) == 0
+    answers = {name: json.loads(path.read_text())["patterns"] for name, path in out.items()}
+    assert answers["default"] == answers["snip"]  # the shipped model's default is SNIP
+    assert answers["none"] != answers["snip"] and answers["smooth"] != answers["snip"]
+    assert main(["predict", sample, "--background", "rolling"]) == 1
+    assert main(["predict", sample, "--smooth", "-1"]) == 1
+    err = capsys.readouterr().err
+    assert "--background rolling: must be one of" in err and "--smooth -1: must be 0" in err
 
 
 def test_shipped_model_finds_halite_cubic_in_every_format(tmp_path, monkeypatch, capsys):

@@ -6,9 +6,10 @@ from dvclive import Live
 
 from xrdsym.augmentation import AugmentSettings, peak_reflections
 from xrdsym.diffraction import Peaks, PeakTable, TwoThetaGrid
-from xrdsym.inputs import augmented_pattern_inputs
+from xrdsym.inputs import augmented_pattern_inputs, inputs_made_once
 from xrdsym.models import build_cnn1d, build_mobilenetv2
-from xrdsym.stages.train import class_weights
+from xrdsym.preprocessing import InputSettings
+from xrdsym.stages.train import VALIDATION_STREAM, class_weights
 from xrdsym.training import FreshBatches, TrainSettings, fit
 
 GRID = TwoThetaGrid(10, 50, 0.05)
@@ -23,6 +24,7 @@ AUGMENT = AugmentSettings(
     background=(0.0, 0.1),
     noise_counts=(300, 10000),
 )
+PREPROCESS = InputSettings("snip", 3.0, 0.0)
 
 
 def _two_class_peaks(n: int) -> tuple[PeakTable, np.ndarray]:
@@ -48,6 +50,7 @@ def _make_inputs(table: PeakTable):
         wavelength_angstrom=1.54184,
         settings=AUGMENT,
         reflections=peak_reflections(table, 1.54184),
+        preprocess=PREPROCESS,
     )
 
 
@@ -99,8 +102,8 @@ def test_cnn1d_learns_from_patterns_augmented_on_the_fly(tmp_path):
     keras.utils.set_random_seed(0)
     table, labels = _two_class_peaks(32)
     train = FreshBatches(labels, _make_inputs(table), batch_size=8, seed=0, workers=2)
-    # Validation reads fixed patterns, as in the pipeline.
-    val_x = _make_inputs(table)(np.arange(8), np.random.default_rng(1))
+    # Validation is augmented once, with a fixed seed, as in the pipeline.
+    val_x = inputs_made_once(_make_inputs(table), 8, (0, VALIDATION_STREAM))
     model = build_cnn1d(GRID.size, 2, dropout=0.0)
     settings = TrainSettings(epochs=4, batch_size=8, learning_rate=1e-3, patience=4)
     with Live(dir=str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:

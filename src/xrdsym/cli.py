@@ -87,7 +87,6 @@ def _predict(args: argparse.Namespace) -> int:
     """Exit status 1 if any file failed (the others are still classified)."""
     from xrdsym.measured import parse_wavelength
     from xrdsym.prediction import (
-        BACKGROUNDS,
         classify,
         find_inputs,
         load_classifier,
@@ -96,13 +95,16 @@ def _predict(args: argparse.Namespace) -> int:
         read_model_meta,
         score_predictions,
     )
+    from xrdsym.preprocessing import BACKGROUNDS
 
     if args.top_k < 1:
         raise XrdsymError(f"--top-k {args.top_k}: must be at least 1")
     if args.jobs < 0:
         raise XrdsymError(f"--jobs {args.jobs}: must be 0 (one per core) or more")
-    if args.background not in BACKGROUNDS:
+    if args.background not in (None, *BACKGROUNDS):
         raise XrdsymError(f"--background {args.background}: must be one of {BACKGROUNDS}")
+    if args.smooth is not None and not args.smooth >= 0:
+        raise XrdsymError(f"--smooth {args.smooth:g}: must be 0 (none) or more grid points")
     if not 0 <= args.min_confidence < 1:
         raise XrdsymError(f"--min-confidence {args.min_confidence:g}: must be in [0, 1)")
     labels = read_labels(args.labels) if args.labels is not None else None
@@ -359,9 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument(
         "--background",
-        default="snip",
-        help="background removal before classification: snip (pybaselines SNIP, 3 degree "
-        "window) or none",
+        default=None,
+        help="background removal of measured patterns, in place of the model's own setting "
+        "(train.preprocess.background, recorded in model.json): snip (SNIP, over the model's "
+        "window) or none. Default: the model's; snip for a model that records none (such as "
+        "the shipped one)",
     )
     sub.add_argument(
         "--jobs",
@@ -390,9 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--smooth",
         type=float,
-        default=0.0,
+        default=None,
         metavar="POINTS",
-        help="extra Gaussian smoothing, σ in grid points of the model (0: none)",
+        help="Gaussian smoothing of measured patterns, σ in grid points of the model (0: "
+        "none), in place of the model's own setting (train.preprocess.smooth_points). "
+        "Default: the model's; 0 for a model that records none",
     )
 
     sub = stage("report", "print the test metrics as the paper's table", _report, False)

@@ -17,6 +17,7 @@ import yaml
 from xrdsym.augmentation import AugmentSettings
 from xrdsym.diffraction import SIMULATORS
 from xrdsym.errors import ParamsError
+from xrdsym.preprocessing import InputSettings
 from xrdsym.symmetry import CRYSTAL_SYSTEMS, TARGETS
 from xrdsym.wavelengths import WAVELENGTHS
 
@@ -265,6 +266,7 @@ def _train(section: dict[str, Any]) -> None:
         raise _fail("train.mixed_precision", section["mixed_precision"], "must be true or false")
     _integer("train.augment.workers", section["augment"]["workers"], minimum=1)
     AugmentSettings.from_params(section["augment"])
+    InputSettings.from_params(section["preprocess"])
 
 
 def _dask_scheduler(value: Any) -> None:
@@ -282,6 +284,17 @@ def _evaluate(section: dict[str, Any]) -> None:
     if len(set(names)) != len(names):
         # Each set's metrics section and files are named after its folder.
         raise _fail("evaluate.extra_sets", sets, "two folders have the same name")
+    conditions = section["robustness"]
+    if not isinstance(conditions, dict) or not all(isinstance(n, str) and n for n in conditions):
+        raise _fail(
+            "evaluate.robustness", conditions, "must map condition names to augmentation keys"
+        )
+    # Imported here: xrdsym.evaluation loads scikit-learn, which no other stage's check needs.
+    from xrdsym.evaluation import condition_settings
+
+    for name, condition in conditions.items():
+        # Any peak width: the stored patterns' own comes with the model, at evaluation.
+        condition_settings(name, condition, instrument_fwhm_deg=1.0)
 
 
 _KEY_CHECKS: dict[str, Callable[[Any], None]] = {

@@ -1,7 +1,9 @@
-"""Classification metrics: the paper's per-class table plus accuracy and F1 averages."""
+"""Classification metrics: the paper's per-class table plus accuracy and F1 averages; the
+accuracy of the most confident answers; the test split as measured under other conditions."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +15,25 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
     top_k_accuracy_score,
 )
+
+from xrdsym.augmentation import AugmentSettings, PeakReflections, augment_patterns
+from xrdsym.diffraction import PeakTable, TwoThetaGrid
+from xrdsym.errors import ParamsError
+from xrdsym.inputs import inputs_made_once
+
+# FWHM of a Gaussian over its standard deviation: 2 √(2 ln 2).
+FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))
+# What a measurement condition (evaluate.robustness) may set: every part augmentation adds.
+# Not the peak width or shape: those stay the stored patterns', so that a condition shows its
+# own effect only.
+CONDITION_KEYS = tuple(
+    field.name
+    for field in dataclasses.fields(AugmentSettings)
+    if field.name not in ("instrument_fwhm_deg", "profile")
+)
+# Conditions draw their random parts (noise, background shapes, texture axes) from this seed:
+# the same model gives the same robustness table run after run.
+CONDITION_SEED = 0
 
 
 def classification_metrics(
@@ -65,6 +86,79 @@ def accuracy_at_coverage(confidence: np.ndarray, correct: np.ndarray, coverage: 
     order = np.argsort(-np.asarray(confidence), kind="stable")
     kept = max(1, math.ceil(coverage * len(order) - 1e-9))
     return float(np.mean(np.asarray(correct)[order[:kept]]))
+
+
+def accuracies_at_coverage(
+    confidence: np.ndarray, correct: np.ndarray, coverages: Sequence[float]
+) -> dict[str, float]:
+    """:func:`accuracy_at_coverage` at each of ``coverages``, keyed as percentages ("80%")."""
+    return {
+        f"{coverage:.0%}": accuracy_at_coverage(confidence, correct, coverage)
+        for coverage in coverages
+    }
+
+
+def stored_fwhm_deg(sigma_points: float, step_deg: float) -> float:
+    """FWHM in degrees 2θ of the stored patterns' Gaussian peaks, σ = ``sigma_points`` grid
+    points of ``step_deg`` degrees (the patterns stage's ``gaussian_filter1d``)."""
+    return FWHM_PER_SIGMA * sigma_points * step_deg
+
+
+def condition_settings(
+    name: str, condition: Any, instrument_fwhm_deg: float
+) -> AugmentSettings | None:
+    """Augmentation settings of measurement condition ``name`` of evaluate.robustness: the
+    parts ``condition`` sets (as in train.augment: a number or [low, high]), every other part
+    off, Gaussian peaks of ``instrument_fwhm_deg`` (degrees 2θ, the stored patterns' width).
+    None for a condition that sets nothing: the stored patterns themselves. Raises ParamsError
+    naming the first invalid key."""
+    key = f"evaluate.robustness.{name}"
+    if not isinstance(condition, dict):
+        raise ParamsError(
+            f"params.yaml: {key}={condition!r} is invalid: must be a mapping of augmentation keys"
+        )
+    unknown = sorted(map(str, set(condition) - set(CONDITION_KEYS)))
+    if unknown:
+        raise ParamsError(
+            f"params.yaml: {key}.{unknown[0]} is not an augmentation key a condition may set "
+            f"(one of {', '.join(CONDITION_KEYS)})"
+        )
+    if not condition:
+        return None
+    section = {
+        "enabled": True,
+        "profile": "gaussian",
+        "instrument_fwhm_deg": instrument_fwhm_deg,
+        **dict.fromkeys(CONDITION_KEYS),
+        **condition,
+    }
+    try:
+        return AugmentSettings.from_params(section)
+    except ParamsError as exc:
+        # from_params names its keys as those of train.augment.
+        raise ParamsError(str(exc).replace("train.augment.", f"{key}.")) from None
+
+
+def condition_patterns(
+    table: PeakTable,
+    grid: TwoThetaGrid,
+    wavelength_angstrom: float,
+    settings: AugmentSettings,
+    reflections: PeakReflections | None = None,
+) -> np.ndarray:
+    """Every structure of ``table`` measured under ``settings``: len(table) x grid.size
+    float32 in [0, 1], re-simulated from its peaks by :func:`augment_patterns` in chunks with
+    draws from CONDITION_SEED (the same patterns every run).
+
+    ``reflections``: every reflection of ``table``'s peaks (``peak_reflections``), needed for
+    texture; given here, they are found once rather than for every chunk."""
+    return inputs_made_once(
+        lambda positions, rng: augment_patterns(
+            table, positions, grid, wavelength_angstrom, settings, rng, reflections
+        ),
+        len(table),
+        (CONDITION_SEED,),
+    )
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:

@@ -2,24 +2,31 @@
 
 Training and evaluation read a split from the pipeline's stores; prediction turns patterns on
 the model's 2θ grid into the same inputs in memory, through the same functions. With
-augmentation, training makes its 1D inputs afresh from the stored peak lists.
+augmentation, training makes its 1D inputs afresh from the stored peak lists. Every 1D input
+goes through :func:`xrdsym.preprocessing.model_inputs` on its way to the model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from xrdsym import preprocessing
 from xrdsym.augmentation import AugmentSettings, PeakReflections, augment_patterns
 from xrdsym.diffraction import PeakTable, TwoThetaGrid
 from xrdsym.errors import XrdsymError
 from xrdsym.imaging import pattern_image
+from xrdsym.preprocessing import InputSettings
 from xrdsym.stages.images import IMAGES_FILE
 from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, PEAKS_FILE
+
+# Patterns per augment_patterns call when a whole split is made at once: bounds the memory of
+# its float64 intermediates (a few of chunk x points each).
+AUGMENT_CHUNK = 256
 
 
 def _split_rows(
@@ -108,11 +115,27 @@ def read_split(
     return read_pattern_split(patterns_dir, split, classes, target=target)
 
 
+def preprocessed_pattern_split(
+    patterns_dir: Path,
+    split: str,
+    classes: Sequence[str],
+    grid: TwoThetaGrid,
+    settings: InputSettings,
+    *,
+    target: str = "crystal_system",
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """:func:`read_pattern_split` with the patterns through the input transform with
+    ``settings`` on their ``grid``."""
+    x, y, ids = read_pattern_split(patterns_dir, split, classes, target=target)
+    return preprocessing.model_inputs(x[..., 0], grid, settings)[..., np.newaxis], y, ids
+
+
 def model_inputs(
     patterns: np.ndarray, input_kind: str, image_settings: dict[str, Any] | None
 ) -> np.ndarray:
-    """Inputs for a model reading ``input_kind``, from normalised patterns (N x points) on its
-    grid: the images the images stage would draw, or the patterns with a channel axis."""
+    """Inputs for a model reading ``input_kind``, from patterns (N x points) on its grid that
+    went through the input transform (xrdsym.preprocessing): the images the images stage
+    would draw, or the patterns with a channel axis."""
     patterns = np.asarray(patterns, dtype=np.float32)
     if input_kind == "image":
         return np.stack(
@@ -130,11 +153,30 @@ def augmented_pattern_inputs(
     wavelength_angstrom: float,
     settings: AugmentSettings,
     reflections: PeakReflections,
+    preprocess: InputSettings,
 ) -> np.ndarray:
     """Inputs of a model reading patterns (N x points x 1), made afresh from the peak lists at
     ``positions`` of ``table`` (whose peaks have ``reflections``) with perturbations drawn
-    from ``rng``."""
+    from ``rng``, through the input transform with ``preprocess``."""
     patterns = augment_patterns(
         table, positions, grid, wavelength_angstrom, settings, rng, reflections
     )
-    return model_inputs(patterns, "pattern", None)
+    return model_inputs(preprocessing.model_inputs(patterns, grid, preprocess), "pattern", None)
+
+
+def inputs_made_once(
+    make_inputs: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+    n: int,
+    seed: Sequence[int],
+) -> np.ndarray:
+    """The inputs of all ``n`` samples, made once by ``make_inputs(positions, rng)`` in chunks
+    of AUGMENT_CHUNK, chunk k drawn from the stream seeded by (*seed, k): the same inputs for
+    the same seed, however often they are made."""
+    chunks = [
+        make_inputs(
+            np.arange(start, min(start + AUGMENT_CHUNK, n)),
+            np.random.default_rng([*seed, k]),
+        )
+        for k, start in enumerate(range(0, n, AUGMENT_CHUNK))
+    ]
+    return np.concatenate(chunks)

@@ -1,4 +1,5 @@
-"""Figures for people: class balance, an example pattern with its image, the confusion matrix.
+"""Figures for people: class balance, an example pattern with its image, the confusion matrix,
+calibration, accuracy under other measurement conditions, predictions.
 
 Kept apart from the physics so that computing patterns never imports a plotting backend.
 """
@@ -91,6 +92,33 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | Path)
         ax=axes, cmap="Blues", xticks_rotation=40, colorbar=False
     )
     axes.set_title("Confusion matrix (test split)")
+    _save(figure, path)
+
+
+def plot_robustness(robustness: dict[str, dict[str, float]], path: str | Path) -> None:
+    """Test-split accuracy under each measurement condition (bars, the metrics' ``robustness``
+    section: accuracy and drop per condition) against the stored patterns' (dashed line)."""
+    names = list(robustness)
+    accuracy = [robustness[name]["accuracy"] for name in names]
+    figure, axes = plt.subplots(figsize=(7, 0.45 * len(names) + 1.5))
+    axes.barh(names, accuracy, color="tab:blue")
+    for y, value in enumerate(accuracy):
+        axes.annotate(
+            f"{value:.2f}",
+            (value, y),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
+    if names:
+        stored = robustness[names[0]]["accuracy"] + robustness[names[0]]["drop"]
+        axes.axvline(stored, ls="--", color="grey", lw=0.8, label="stored patterns")
+        axes.legend(loc="lower right")
+    axes.invert_yaxis()
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("accuracy (test split)")
+    axes.set_title("Accuracy under each measurement condition alone")
     _save(figure, path)
 
 

@@ -1,20 +1,21 @@
 """Classify patterns that did not come from the pipeline: measured files or CIF structures.
 
-A measured pattern is brought to what the model was trained on, in this order:
+A measured pattern is brought onto the model's grid as augmentation brings a simulated scan
+there in training:
 
-1. background: removed with the SNIP algorithm (pybaselines), over a window of
-   ``BACKGROUND_WINDOW`` degrees 2θ, or left as it is (``background="none"``);
-2. wavelength: every angle is converted to the model's wavelength through Bragg's law at
+1. wavelength: every angle is converted to the model's wavelength through Bragg's law at
    constant d-spacing, 2θ' = 2 asin(λ_model / λ_file · sin θ); angles that have no
    counterpart at the model's wavelength (the argument would exceed 1) are left out;
-3. grid: intensities are interpolated linearly onto the model's 2θ grid; the part of the grid
-   the measurement does not cover is set to 0, which is what the simulated training patterns
-   hold where there is no peak, and the covered fraction is reported;
-4. smoothing: an optional Gaussian of ``smooth`` grid points (0 keeps the measured peak shapes,
-   which already carry the instrument's broadening);
-5. normalisation to [0, 1], as in training.
+2. grid: intensities are interpolated linearly onto the model's 2θ grid; the part of the grid
+   the measurement does not cover is set to 0, as a truncated scan is in training, and the
+   covered fraction is reported;
+3. scaled to [0, 1].
 
-A CIF holding only a structure is simulated exactly as the training patterns were.
+A CIF holding only a structure is simulated exactly as the training patterns were. Either
+then goes through the model's own input transform (:mod:`xrdsym.preprocessing`: background
+removal, smoothing, normalisation), with the settings the model directory records; a model
+that records none (the 1D models from before, image models) reads simulated patterns as they
+are and measured ones after SNIP, as ``predict`` always did for it.
 Predictions can be scored against a table of labels (:func:`read_labels`,
 :func:`score_predictions`).
 """
@@ -28,12 +29,11 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from xrdsym import __version__
 from xrdsym.calibration import apply_temperature
@@ -41,15 +41,15 @@ from xrdsym.diffraction import DEFAULT_SIMULATOR, TwoThetaGrid, normalise, patte
 from xrdsym.errors import XrdsymError
 from xrdsym.inference import INFERENCE_FILE, NumpyModel
 from xrdsym.measured import MeasuredPattern, parse_wavelength
+from xrdsym.preprocessing import MEASURED_DEFAULT, NO_PREPROCESSING, InputSettings, model_inputs
 
 MODEL_FILE = "model.keras"
 META_FILE = "model.json"
 # Version of the model directory's layout; a directory of another version is refused.
 MODEL_FORMAT = 1
-# Width in degrees 2θ of SNIP's largest clipping window: wider than any Bragg peak, narrower
-# than the slow swell of an amorphous or air-scatter background.
-BACKGROUND_WINDOW = 3.0
-BACKGROUNDS = ("snip", "none")
+# A file's angles are rounded (to a few decimals): a grid point within this fraction of a grid
+# step of the scan's first or last angle lies on the scan (and takes that angle's value).
+COVER_TOLERANCE_STEPS = 1e-3
 # Patterns per predict call: bounds memory, whatever the number of files.
 PREDICT_BATCH = 64
 
@@ -87,26 +87,75 @@ class Classifier:
             return self.model.predict(inputs)
         return self.model.predict(inputs, batch_size=PREDICT_BATCH, verbose=0)
 
-    def probabilities(self, patterns: np.ndarray) -> np.ndarray:
-        """Calibrated class probabilities (N x classes) of normalised patterns on the grid."""
+    @property
+    def input_settings(self) -> InputSettings:
+        """The input transform the model was trained with (see :func:`model_input_settings`)."""
+        return model_input_settings(self.meta)
+
+    def inputs(self, patterns: np.ndarray, settings: InputSettings | None = None) -> np.ndarray:
+        """Patterns on the grid (N x points, in [0, 1]) as the model reads them: through
+        :func:`xrdsym.preprocessing.model_inputs` with ``settings``, by default the model's."""
+        return model_inputs(patterns, self.grid, settings or self.input_settings)
+
+    def network_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        """What the network takes from :meth:`inputs`: the patterns with a channel axis, or
+        the images the images stage would draw of them."""
         if self.meta["input"] == "pattern":
             # What xrdsym.inputs.model_inputs gives a 1D model, without importing that module
             # (pandas, matplotlib, pymatgen: a second of start-up for every `xrdsym predict`).
-            inputs = np.asarray(patterns, dtype=np.float32)[..., np.newaxis]
-        else:
-            from xrdsym.inputs import model_inputs
+            return np.asarray(inputs, dtype=np.float32)[..., np.newaxis]
+        from xrdsym.inputs import model_inputs as network_inputs
 
-            image_settings = self.meta["preprocessing"]["image"]
-            inputs = model_inputs(patterns, self.meta["input"], image_settings)
-        return apply_temperature(self.outputs(inputs), self.meta["temperature"])
+        return network_inputs(inputs, self.meta["input"], self.meta["preprocessing"]["image"])
+
+    def calibrated(self, inputs: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities (N x classes) of :meth:`inputs`' patterns."""
+        raw = self.outputs(self.network_inputs(inputs))
+        return apply_temperature(raw, self.meta["temperature"])
+
+    def probabilities(
+        self, patterns: np.ndarray, settings: InputSettings | None = None
+    ) -> np.ndarray:
+        """Calibrated class probabilities (N x classes) of patterns on the grid in [0, 1],
+        through the input transform with ``settings`` (by default the model's)."""
+        return self.calibrated(self.inputs(patterns, settings))
+
+
+def model_input_settings(meta: dict[str, Any]) -> InputSettings:
+    """The input transform the model described by ``meta`` was trained with: the settings it
+    records, or none (a model from before they were recorded, or an image model)."""
+    stored = meta["preprocessing"].get("inputs")
+    return NO_PREPROCESSING if stored is None else InputSettings.from_json(stored)
+
+
+def measured_settings(
+    meta: dict[str, Any], background: str | None = None, smooth: float | None = None
+) -> InputSettings:
+    """The input transform of measured patterns for the model described by ``meta``: the one
+    it records (for a model that records none, SNIP and no smoothing, as ``predict`` always
+    did), with ``background`` ("snip" or "none") and ``smooth`` (σ in grid points) in place of
+    its own where given."""
+    stored = meta["preprocessing"].get("inputs")
+    settings = MEASURED_DEFAULT if stored is None else InputSettings.from_json(stored)
+    if background is not None:
+        settings = replace(settings, background=background)
+    if smooth is not None:
+        settings = replace(settings, smooth_points=float(smooth))
+    return settings
+
+
+def pattern_grid(pattern_settings: dict[str, Any]) -> TwoThetaGrid:
+    """The 2θ grid (degrees) of the patterns stage's settings (its settings.json)."""
+    return TwoThetaGrid(
+        pattern_settings["two_theta_min"],
+        pattern_settings["two_theta_max"],
+        pattern_settings["two_theta_step"],
+    )
 
 
 def model_grid(meta: dict[str, Any]) -> TwoThetaGrid:
     """The 2θ grid (degrees) of the model described by ``meta``."""
-    pattern = meta["preprocessing"]["pattern"]
-    return TwoThetaGrid(
-        pattern["two_theta_min"], pattern["two_theta_max"], pattern["two_theta_step"]
-    )
+    return pattern_grid(meta["preprocessing"]["pattern"])
 
 
 def model_wavelength(meta: dict[str, Any]) -> float:
@@ -152,19 +201,6 @@ def load_classifier(model_dir: Path, engine: str = "auto") -> Classifier:
     return Classifier(model, meta, model_dir)
 
 
-def subtract_background(two_theta: np.ndarray, intensities: np.ndarray) -> np.ndarray:
-    """Intensities minus their SNIP background (pybaselines), clipped at 0."""
-    from pybaselines import Baseline
-
-    step = float(np.median(np.diff(two_theta)))
-    half_window = max(1, round(BACKGROUND_WINDOW / 2 / step))
-    half_window = min(half_window, (len(two_theta) - 1) // 2)
-    background, _ = Baseline(x_data=two_theta).snip(
-        intensities, max_half_window=half_window, decreasing=True
-    )
-    return np.clip(intensities - background, 0.0, None)
-
-
 def convert_wavelength(
     two_theta: np.ndarray, from_wavelength: float, to_wavelength: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -177,12 +213,14 @@ def convert_wavelength(
 
 @dataclass(frozen=True)
 class Prepared:
-    """A pattern ready for the model: normalised intensities on its grid, the wavelength (Å)
-    the input was taken at, and the fraction of the model's 2θ range it covers."""
+    """A pattern ready for the model: intensities on its grid in [0, 1], the wavelength (Å)
+    the input was taken at, the fraction of the model's 2θ range it covers, and the input
+    transform the model is to apply to it."""
 
     intensities: np.ndarray
     wavelength: float
     covered_fraction: float
+    settings: InputSettings
 
 
 def prepare_measured(
@@ -190,11 +228,10 @@ def prepare_measured(
     wavelength: float | None,
     classifier_wavelength: float,
     grid: TwoThetaGrid,
-    *,
-    background: str = "snip",
-    smooth: float = 0.0,
+    settings: InputSettings,
 ) -> Prepared:
-    """A measured pattern on the model's grid (see the module docstring for the steps).
+    """A measured pattern on the model's grid (see the module docstring for the steps), to be
+    read through the input transform with ``settings``; XrdsymError when that leaves nothing.
 
     ``wavelength`` (Å) is used when the file does not state its own.
     """
@@ -204,15 +241,13 @@ def prepare_measured(
             f"{pattern.source}: the file does not state its wavelength; give --wavelength "
             "(Å, or an anode such as CuKa, MoKa, CoKa)"
         )
-    intensities = pattern.intensities
-    if background == "snip":
-        intensities = subtract_background(pattern.two_theta, intensities)
     two_theta, inside = convert_wavelength(
         pattern.two_theta, source_wavelength, classifier_wavelength
     )
-    intensities = intensities[inside]
+    intensities = pattern.intensities[inside]
     low, high = (two_theta[0], two_theta[-1]) if len(two_theta) else (np.inf, -np.inf)
-    covered = (grid.values >= low) & (grid.values <= high)
+    tolerance = COVER_TOLERANCE_STEPS * grid.step
+    covered = (grid.values >= low - tolerance) & (grid.values <= high + tolerance)
     if covered.sum() < 2:
         raise XrdsymError(
             f"{pattern.source}: at the model's wavelength {classifier_wavelength:.4f} Å the data "
@@ -220,17 +255,15 @@ def prepare_measured(
         )
     on_grid = np.zeros(grid.size)
     on_grid[covered] = np.interp(grid.values[covered], two_theta, intensities)
-    if smooth > 0:
-        on_grid = gaussian_filter1d(on_grid, smooth, mode="constant")
-    try:
-        normalised = normalise(on_grid)
-    except ValueError as exc:
+    # Scaled as augmentation scales a scan in training (its lowest point 0, highest 1).
+    normalised = normalise(on_grid) if np.ptp(on_grid) > 0 else None
+    if normalised is None or not model_inputs(normalised, grid, settings).any():
         raise XrdsymError(
             f"{pattern.source}: no intensity left in the model's 2θ range after background "
             "removal (try --background none)"
-        ) from exc
+        )
     fraction = (min(high, grid.stop) - max(low, grid.start)) / (grid.stop - grid.start)
-    return Prepared(normalised, source_wavelength, float(fraction))
+    return Prepared(normalised, source_wavelength, float(fraction), settings)
 
 
 def prepare_structure(structure: Any, meta: dict[str, Any]) -> Prepared:
@@ -245,7 +278,8 @@ def prepare_structure(structure: Any, meta: dict[str, Any]) -> Prepared:
         # reproduces exactly.
         settings.get("simulator", DEFAULT_SIMULATOR),
     )
-    return Prepared(intensities, parse_wavelength(settings["wavelength"]), 1.0)
+    wavelength = parse_wavelength(settings["wavelength"])
+    return Prepared(intensities, wavelength, 1.0, model_input_settings(meta))
 
 
 def top_k(probabilities: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
@@ -298,11 +332,17 @@ def find_inputs(paths: list[Path], exclude: Sequence[Path] = ()) -> tuple[list[P
 
 
 def prepare_file(
-    path: Path, meta: dict[str, Any], wavelength: float | None, background: str, smooth: float
+    path: Path,
+    meta: dict[str, Any],
+    wavelength: float | None,
+    background: str | None,
+    smooth: float | None,
 ) -> tuple[list[tuple[str, str, Prepared]], list[str]]:
     """Every pattern in the file ``path`` ready for the model described by ``meta``, as
     (source, kind, prepared), kind "measured", or "structure" for a CIF structure; and the
-    notes on what the file holds besides (calculated CIF blocks left out), one line each."""
+    notes on what the file holds besides (calculated CIF blocks left out), one line each.
+    ``background`` and ``smooth`` replace the model's settings for measured patterns (see
+    :func:`measured_settings`; None keeps them)."""
     from xrdsym.measured import CalculatedBlockSkipped, NoPowderData, read_measured
 
     with warnings.catch_warnings(record=True) as caught:
@@ -326,13 +366,12 @@ def prepare_file(
         ]
         return structures, notes
     grid, model_lambda = model_grid(meta), model_wavelength(meta)
+    settings = measured_settings(meta, background, smooth)
     prepared = [
         (
             pattern.source,
             "measured",
-            prepare_measured(
-                pattern, wavelength, model_lambda, grid, background=background, smooth=smooth
-            ),
+            prepare_measured(pattern, wavelength, model_lambda, grid, settings),
         )
         for pattern in measured
     ]
@@ -392,12 +431,13 @@ def prepare_files(
     files: list[Path],
     *,
     wavelength: float | None,
-    background: str,
-    smooth: float,
+    background: str | None,
+    smooth: float | None,
     n_jobs: int,
 ) -> Reading:
     """Every pattern in ``files`` ready for the model described by ``meta``, read in
-    ``n_jobs`` processes; a file that fails is recorded with its reason and the rest go on."""
+    ``n_jobs`` processes; a file that fails is recorded with its reason and the rest go on.
+    ``background`` and ``smooth``: see :func:`prepare_file`."""
     from xrdsym.parallel import parallel_map
 
     worker = functools.partial(
@@ -412,12 +452,18 @@ def prepare_files(
 def classify(
     classifier: Classifier, prepared: list[tuple[str, str, Prepared]], k: int
 ) -> list[Prediction]:
-    """The top ``k`` classes and all probabilities of every prepared pattern."""
+    """The top ``k`` classes and all probabilities of every prepared pattern, each read
+    through the input transform it was prepared for."""
     predictions = []
     for start in range(0, len(prepared), PREDICT_BATCH * 16):
         batch = prepared[start : start + PREDICT_BATCH * 16]
-        probabilities = classifier.probabilities(np.stack([p.intensities for _, _, p in batch]))
-        for (source, kind, ready), row in zip(batch, probabilities, strict=True):
+        inputs = np.empty((len(batch), classifier.grid.size), dtype=np.float32)
+        for settings in dict.fromkeys(ready.settings for _, _, ready in batch):
+            rows = [i for i, (_, _, ready) in enumerate(batch) if ready.settings == settings]
+            patterns = np.stack([batch[i][2].intensities for i in rows])
+            inputs[rows] = classifier.inputs(patterns, settings)
+        probabilities = classifier.calibrated(inputs)
+        for (source, kind, ready), row, seen in zip(batch, probabilities, inputs, strict=True):
             predictions.append(
                 Prediction(
                     source,
@@ -426,7 +472,7 @@ def classify(
                     ready.covered_fraction,
                     top_k(row, classifier.classes, k),
                     row,
-                    ready.intensities,
+                    seen,
                 )
             )
     return predictions

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from xrdsym.augmentation import peak_reflections
 from xrdsym.calibration import (
     accuracy_coverage,
     apply_temperature,
@@ -17,12 +19,26 @@ from xrdsym.calibration import (
     reliability_table,
 )
 from xrdsym.errors import XrdsymError
-from xrdsym.evaluation import classification_metrics, confusion, top_k_accuracy
-from xrdsym.inputs import model_inputs, read_split
+from xrdsym.evaluation import (
+    accuracies_at_coverage,
+    classification_metrics,
+    condition_patterns,
+    condition_settings,
+    confusion,
+    stored_fwhm_deg,
+    top_k_accuracy,
+)
+from xrdsym.inputs import read_pattern_split, read_peak_split, read_split
 from xrdsym.io import rejects_table, write_json, write_table
 from xrdsym.parallel import parallel_map
-from xrdsym.plots import plot_calibration, plot_class_balance, plot_confusion, plot_example
-from xrdsym.prediction import Classifier, load_classifier, prepare_structure
+from xrdsym.plots import (
+    plot_calibration,
+    plot_class_balance,
+    plot_confusion,
+    plot_example,
+    plot_robustness,
+)
+from xrdsym.prediction import COVERAGES, Classifier, load_classifier, prepare_structure
 from xrdsym.sources import Reject, StructureRecord
 from xrdsym.sources.cif_dir import iter_cif_dir
 from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, TWO_THETA_FILE
@@ -41,13 +57,17 @@ def run(
 ) -> None:
     """Write the metrics JSON, the confusion matrix (CSV for DVC, PNG), the calibration
     figures (reliability, accuracy against coverage) and the paper's figures; score every
-    extra set of CIFs too (params evaluate.extra_sets), each in its own metrics section."""
+    extra set of CIFs too (params evaluate.extra_sets), each in its own metrics section, and
+    the test split under each measurement condition of evaluate.robustness (CSV, PNG)."""
     classifier = load_classifier(model_dir, engine="keras")  # the reference, not the export
     meta, classes = classifier.meta, classifier.classes
     target = meta.get("target", "crystal_system")
     inputs, y_true, ids = read_split(
         meta["input"], images_dir, patterns_dir, "test", classes, target=target
     )
+    if meta["input"] == "pattern":
+        # Through the model's input transform, as training and predict see patterns.
+        inputs = classifier.network_inputs(classifier.inputs(inputs[..., 0]))
     raw = classifier.outputs(inputs)
     metrics = scores(raw, y_true, classes, meta["temperature"], target)
     probabilities = apply_temperature(raw, meta["temperature"])
@@ -62,6 +82,24 @@ def run(
             f"evaluate: {folder}: accuracy {extra.get('accuracy', float('nan')):.3f} on "
             f"{extra['n_test']} structures, {extra['n_rejected']} rejected"
         )
+    started = time.perf_counter()
+    robustness = score_robustness(classifier, patterns_dir, params["evaluate"]["robustness"])
+    metrics["robustness"] = robustness
+    write_table(
+        plots_dir / "robustness.csv",
+        pd.DataFrame(
+            {
+                "condition": list(robustness),
+                "accuracy": [r["accuracy"] for r in robustness.values()],
+            }
+        ),
+    )
+    plot_robustness(robustness, plots_dir / "robustness.png")
+    print(
+        f"evaluate: robustness under {len(robustness)} measurement conditions in "
+        f"{time.perf_counter() - started:.1f} s: "
+        + ", ".join(f"{name} {row['accuracy']:.3f}" for name, row in robustness.items())
+    )
     write_json(metrics_path, metrics)
     coverage = accuracy_coverage(probabilities, y_true)
     reliability = reliability_table(probabilities, y_true)
@@ -90,11 +128,10 @@ def run(
     example = int(np.flatnonzero(index["split"] == "test")[0])
     row = index.iloc[example]
     patterns = np.load(patterns_dir / PATTERNS_FILE, mmap_mode="r")
-    image_settings = meta["preprocessing"]["image"]
     plot_example(
         np.load(patterns_dir / TWO_THETA_FILE),
         patterns[example],
-        model_inputs(patterns[example : example + 1], meta["input"], image_settings)[0],
+        classifier.network_inputs(classifier.inputs(patterns[example : example + 1]))[0],
         f"{row.formula} ({row.crystal_system}, space group {row.space_group})",
         plots_dir / "example_pattern.png",
     )
@@ -118,8 +155,9 @@ def crystal_systems_of(classes: list[str], target: str) -> tuple[list[str], np.n
 def scores(
     raw: np.ndarray, y_true: np.ndarray, classes: list[str], temperature: float, target: str
 ) -> dict[str, Any]:
-    """Classification metrics of the calibrated probabilities, and the calibration metrics
-    before and after temperature scaling, from the model's raw softmax outputs.
+    """Classification metrics of the calibrated probabilities, their accuracy at the
+    coverages COVERAGES (the most confident answers kept), and the calibration metrics before
+    and after temperature scaling, from the model's raw softmax outputs.
 
     For a space-group model: top-1 (``accuracy``) and top-5 accuracy and macro-F1 over space
     groups, and the full crystal-system metrics of the systems its predictions imply, under
@@ -135,6 +173,9 @@ def scores(
         metrics["crystal_system"] = classification_metrics(
             to_system[y_true], to_system[y_pred], systems
         )
+    metrics["accuracy_at_coverage"] = accuracies_at_coverage(
+        probabilities.max(axis=1), y_pred == y_true, COVERAGES
+    )
     metrics["calibration"] = {
         "temperature": temperature,
         "ece": expected_calibration_error(probabilities, y_true),
@@ -143,6 +184,50 @@ def scores(
         "nll_uncalibrated": negative_log_likelihood(raw, y_true),
     }
     return metrics
+
+
+def score_robustness(
+    classifier: Classifier, patterns_dir: Path, conditions: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, float]]:
+    """Accuracy and macro-F1 of ``classifier`` on the test split measured under each of
+    ``conditions`` (evaluate.robustness: name -> augmentation keys) alone, and the drop from
+    its accuracy on the stored patterns. Each condition re-simulates the split from its peak
+    lists (:func:`condition_settings`: the stored peak width, every other part off, a fixed
+    seed); one that sets nothing is the stored patterns. Patterns go through
+    ``Classifier.probabilities`` as any other (an image model's images are drawn there)."""
+    meta, classes = classifier.meta, classifier.classes
+    target = meta.get("target", "crystal_system")
+    pattern = meta["preprocessing"]["pattern"]
+    width = stored_fwhm_deg(pattern["sigma_points"], pattern["two_theta_step"])
+    settings = {name: condition_settings(name, c, width) for name, c in conditions.items()}
+    stored, y_true, _ = read_pattern_split(patterns_dir, "test", classes, target=target)
+    table, _, _ = read_peak_split(patterns_dir, "test", classes, target=target)
+    # Texture acts on every reflection of every peak: found once for all batches.
+    textured = any(
+        s is not None and (s.march_dollase_r is not None or s.film_probability is not None)
+        for s in settings.values()
+    )
+    reflections = peak_reflections(table, classifier.wavelength) if textured else None
+
+    def scored(patterns: np.ndarray) -> tuple[float, float]:
+        y_pred = np.argmax(classifier.probabilities(patterns), axis=1)
+        metrics = classification_metrics(y_true, y_pred, classes)
+        return metrics["accuracy"], metrics["macro_f1"]
+
+    clean = scored(stored[..., 0])
+    results = {}
+    for name, condition in settings.items():
+        accuracy, macro_f1 = (
+            clean
+            if condition is None
+            else scored(
+                condition_patterns(
+                    table, classifier.grid, classifier.wavelength, condition, reflections
+                )
+            )
+        )
+        results[name] = {"accuracy": accuracy, "macro_f1": macro_f1, "drop": clean[0] - accuracy}
+    return results
 
 
 def _label_and_simulate(record: StructureRecord, meta: dict[str, Any]) -> tuple | str:
@@ -201,9 +286,7 @@ def score_structure_set(
         return {"n_test": 0, "n_rejected": len(rejects)}, table, rejects
     y_true = np.array([classifier.classes.index(name) for name in table["actual"]])
     meta = classifier.meta
-    raw = classifier.outputs(
-        model_inputs(np.stack(patterns), meta["input"], meta["preprocessing"]["image"])
-    )
+    raw = classifier.outputs(classifier.network_inputs(classifier.inputs(np.stack(patterns))))
     metrics = scores(raw, y_true, classifier.classes, meta["temperature"], target)
     metrics["n_rejected"] = len(rejects)
     probabilities = apply_temperature(raw, meta["temperature"])

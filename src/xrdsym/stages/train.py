@@ -1,5 +1,11 @@
 """Stage 4, train: fit the classifier on the training split, choose the epoch by validation
-loss, calibrate its probabilities on the validation split, save a self-describing model."""
+loss, calibrate its probabilities on the validation split, save a self-describing model.
+
+A 1D model reads every pattern through the input transform of ``train.preprocess``
+(xrdsym.preprocessing), recorded in model.json for ``predict``. With augmentation the
+validation split is augmented too, once, with a fixed seed: early stopping and the
+temperature then see measurement-like patterns, and the same ones every epoch.
+"""
 
 from __future__ import annotations
 
@@ -18,20 +24,29 @@ from xrdsym import __version__
 from xrdsym.augmentation import AugmentSettings, peak_reflections
 from xrdsym.calibration import apply_temperature, fit_temperature, negative_log_likelihood
 from xrdsym.config import MODEL_INPUTS
-from xrdsym.diffraction import TwoThetaGrid
 from xrdsym.errors import ParamsError
 from xrdsym.inference import INFERENCE_FILE, save_inference
-from xrdsym.inputs import augmented_pattern_inputs, read_peak_split, read_split
+from xrdsym.inputs import (
+    augmented_pattern_inputs,
+    inputs_made_once,
+    preprocessed_pattern_split,
+    read_peak_split,
+    read_split,
+)
 from xrdsym.io import atomic_path, write_json
 from xrdsym.measured import parse_wavelength
 from xrdsym.models import build_model
-from xrdsym.prediction import META_FILE, MODEL_FILE, MODEL_FORMAT
+from xrdsym.prediction import META_FILE, MODEL_FILE, MODEL_FORMAT, pattern_grid
+from xrdsym.preprocessing import InputSettings
 from xrdsym.stages.images import SETTINGS_FILE as IMAGE_SETTINGS_FILE
 from xrdsym.stages.patterns import SETTINGS_FILE as PATTERN_SETTINGS_FILE
 from xrdsym.symmetry import target_classes
 from xrdsym.training import FreshBatches, TrainSettings, fit, mixed_precision
 
 PARAMS = ("seed", "classes", "target", "model", "train")
+# Seeds the validation split's one augmentation with ``seed``: far above any epoch number, so
+# its streams are never those of a training batch (seeded by seed, epoch, batch).
+VALIDATION_STREAM = 2**31
 
 
 def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> dict[int, float] | None:
@@ -47,38 +62,31 @@ def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> dict[int, fl
     return weights
 
 
-def augmented_batches(
+def augmented_inputs(
     patterns_dir: Path,
+    split: str,
     pattern_settings: dict[str, Any],
     classes: list[str],
     target: str,
     augment: AugmentSettings,
-    section: dict[str, Any],
-    seed: int,
-) -> tuple[FreshBatches, np.ndarray]:
-    """Training batches made from the training split's peak lists, perturbed afresh every
-    epoch on the patterns stage's grid and wavelength, and the split's class indices."""
-    table, labels, _ = read_peak_split(patterns_dir, "train", classes, target=target)
+    preprocess: InputSettings,
+) -> tuple[functools.partial[np.ndarray], np.ndarray]:
+    """What makes a split's model inputs from its peak lists, ``make_inputs(positions, rng)``:
+    perturbed on the patterns stage's grid and wavelength, then through the input transform;
+    and the split's class indices."""
+    table, labels, _ = read_peak_split(patterns_dir, split, classes, target=target)
     wavelength = parse_wavelength(pattern_settings["wavelength"])
     make_inputs = functools.partial(
         augmented_pattern_inputs,
         table=table,
-        grid=TwoThetaGrid(
-            pattern_settings["two_theta_min"],
-            pattern_settings["two_theta_max"],
-            pattern_settings["two_theta_step"],
-        ),
+        grid=pattern_grid(pattern_settings),
         wavelength_angstrom=wavelength,
         settings=augment,
         # Every reflection of every peak, found once: preferred orientation needs them all.
         reflections=peak_reflections(table, wavelength),
+        preprocess=preprocess,
     )
-    # Threads, not processes: nothing is copied or pickled, and numpy releases the GIL in most
-    # of its array loops.
-    batches = FreshBatches(
-        labels, make_inputs, section["batch_size"], seed, workers=section["augment"]["workers"]
-    )
-    return batches, labels
+    return make_inputs, labels
 
 
 def run(
@@ -106,19 +114,49 @@ def run(
     image_settings = None
     if input_kind == "image":
         image_settings = json.loads((images_dir / IMAGE_SETTINGS_FILE).read_text())["image"]
-    # Validation (and later the test split) always reads the stored, fixed patterns.
-    x_val, y_val, _ = read_split(
-        input_kind, images_dir, patterns_dir, "val", classes, target=target
+    # An image model reads the images stage's fixed images; train.preprocess is for cnn1d.
+    preprocess = (
+        InputSettings.from_params(section["preprocess"]) if input_kind == "pattern" else None
     )
-    if augment is None:
-        x_train, y_train, _ = read_split(
+    grid = pattern_grid(pattern_settings)
+    train_data: tuple[np.ndarray, np.ndarray] | FreshBatches
+    if preprocess is None:
+        x_val, y_val, _ = read_split(
+            input_kind, images_dir, patterns_dir, "val", classes, target=target
+        )
+        train_data = read_split(
             input_kind, images_dir, patterns_dir, "train", classes, target=target
+        )[:2]
+    elif augment is None:
+        x_val, y_val, _ = preprocessed_pattern_split(
+            patterns_dir, "val", classes, grid, preprocess, target=target
         )
-        train_data = (x_train, y_train)
+        train_data = preprocessed_pattern_split(
+            patterns_dir, "train", classes, grid, preprocess, target=target
+        )[:2]
     else:
-        train_data, y_train = augmented_batches(
-            patterns_dir, pattern_settings, classes, target, augment, section, params["seed"]
+        split_inputs = functools.partial(
+            augmented_inputs,
+            patterns_dir,
+            pattern_settings=pattern_settings,
+            classes=classes,
+            target=target,
+            augment=augment,
+            preprocess=preprocess,
         )
+        make_train, y_train = split_inputs("train")
+        # Threads, not processes: nothing is copied or pickled, and numpy releases the GIL in
+        # most of its array loops.
+        train_data = FreshBatches(
+            y_train,
+            make_train,
+            section["batch_size"],
+            params["seed"],
+            workers=section["augment"]["workers"],
+        )
+        make_val, y_val = split_inputs("val")
+        x_val = inputs_made_once(make_val, len(y_val), (params["seed"], VALIDATION_STREAM))
+    y_train = train_data.labels if isinstance(train_data, FreshBatches) else train_data[1]
     # float16 compute with float32 weights (faster on GPUs with tensor cores, slower on a
     # CPU), for this model only: Keras' dtype policy is global.
     with mixed_precision(section["mixed_precision"]):
@@ -133,7 +171,8 @@ def run(
         print(
             f"train: {params['model']} on {len(y_train)} training "
             f"{'patterns augmented afresh every epoch' if augment else input_kind + 's'} and "
-            f"{len(x_val)} validation {input_kind}s, {model.count_params():,} parameters, "
+            f"{len(x_val)} validation {input_kind}s{' augmented once' if augment else ''}, "
+            f"{model.count_params():,} parameters, "
             f"Keras backend {keras.backend.backend()}"
         )
         with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
@@ -158,7 +197,11 @@ def run(
         "input": input_kind,
         "target": target,
         "classes": classes,
-        "preprocessing": {"pattern": pattern_settings, "image": image_settings},
+        "preprocessing": {
+            "pattern": pattern_settings,
+            "image": image_settings,
+            "inputs": None if preprocess is None else preprocess.to_json(),
+        },
         "temperature": temperature,
         "train": section,
         # Identifies the run's settings: the train stage's params and the preprocessing.
