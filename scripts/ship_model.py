@@ -1,7 +1,8 @@
 """Ship the model the pipeline last trained: copy it into the package with its provenance.
 
     dvc exp apply NAME
-    python scripts/ship_model.py --experiment NAME --reproduce "dvc exp run -S model=cnn1d ..."
+    python scripts/ship_model.py --experiment NAME --reproduce "dvc exp run -S ..." \
+        --why "best on the measured dev sets" --measured bench/results/measured_accuracy.json
 
 Run it in the workspace of the run being shipped (after `dvc repro`, `dvc exp run` or
 `dvc exp apply`, whose params.yaml, dvc.lock and metrics are then those of the run).
@@ -44,6 +45,13 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, default=Path("metrics/metrics.json"))
     parser.add_argument("--reproduce", required=True, help="the command that trained the model")
     parser.add_argument("--experiment", default=None, help="the DVC experiment's name, if any")
+    parser.add_argument("--why", required=True, help="why this model is the one shipped")
+    parser.add_argument(
+        "--measured",
+        type=Path,
+        default=None,
+        help="bench/measured_accuracy.py's JSON for this model (measured dev sets), if run",
+    )
     args = parser.parse_args()
     meta = read_model_meta(args.model)
     if not (args.model / INFERENCE_FILE).exists():
@@ -51,6 +59,7 @@ def main() -> None:
     lock = yaml.safe_load(Path("dvc.lock").read_text())
     provenance = {
         "reproduce": args.reproduce,
+        "chosen_because": args.why,
         "dvc_experiment": args.experiment,
         # The code; params.yaml and dvc.lock differ from the commit's after `dvc exp apply`,
         # so the run's own params and data hashes are recorded below.
@@ -59,6 +68,7 @@ def main() -> None:
         "data": _stage_outputs(lock, "patterns") | _stage_outputs(lock, "train"),
         "model": {key: meta[key] for key in ("model", "classes", "params_hash", "keras_backend")},
         "test_metrics": json.loads(args.metrics.read_text()),
+        "measured_dev_sets": json.loads(args.measured.read_text()) if args.measured else None,
     }
     with atomic_path(SHIPPED) as tmp:
         tmp.mkdir()
