@@ -11,7 +11,7 @@ from xrdsym.inputs import (
     AUGMENT_CHUNK,
     augmented_pattern_inputs,
     inputs_made_once,
-    model_inputs,
+    network_inputs,
     preprocessed_pattern_split,
     read_pattern_split,
     read_peak_split,
@@ -60,12 +60,12 @@ def test_images_drawn_in_memory_equal_the_stored_images(tmp_path):
 
     stored, y, ids = read_split("image", tmp_path / "images", tmp_path, "test", CLASSES)
 
-    drawn = model_inputs(patterns[[1, 4, 0, 3]], "image", settings)
+    drawn = network_inputs(patterns[[1, 4, 0, 3]], "image", settings)
     assert ids == ["a", "e", "b", "d"] and list(y) == [0, 0, 1, 1]
     assert stored.dtype == np.uint8 and np.array_equal(stored, drawn)
     png = tmp_path / "images" / "test" / "trigonal" / image_file_name("d")
     assert np.array_equal(np.asarray(Image.open(png).convert("RGB")), drawn[3])
-    assert model_inputs(patterns, "pattern", None).shape == (5, 50, 1)
+    assert network_inputs(patterns, "pattern", None).shape == (5, 50, 1)
 
 
 def test_image_store_of_other_patterns_is_one_error(tmp_path):

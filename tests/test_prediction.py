@@ -271,7 +271,7 @@ def test_probabilities_of_a_1d_model_use_the_training_inputs(model_dir, stored):
     training and evaluation feed the model: the stored patterns through the input transform
     with the settings the model records (none recorded: the patterns as they are)."""
     from xrdsym.calibration import apply_temperature
-    from xrdsym.inputs import model_inputs as network_inputs
+    from xrdsym.inputs import network_inputs
 
     meta = json.loads((model_dir / META_FILE).read_text())
     meta["preprocessing"]["inputs"] = None if stored is None else stored.to_json()

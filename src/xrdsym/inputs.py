@@ -130,7 +130,7 @@ def preprocessed_pattern_split(
     return preprocessing.model_inputs(x[..., 0], grid, settings)[..., np.newaxis], y, ids
 
 
-def model_inputs(
+def network_inputs(
     patterns: np.ndarray, input_kind: str, image_settings: dict[str, Any] | None
 ) -> np.ndarray:
     """Inputs for a model reading ``input_kind``, from patterns (N x points) on its grid that
@@ -161,7 +161,7 @@ def augmented_pattern_inputs(
     patterns = augment_patterns(
         table, positions, grid, wavelength_angstrom, settings, rng, reflections
     )
-    return model_inputs(preprocessing.model_inputs(patterns, grid, preprocess), "pattern", None)
+    return network_inputs(preprocessing.model_inputs(patterns, grid, preprocess), "pattern", None)
 
 
 def inputs_made_once(

@@ -101,10 +101,10 @@ class Classifier:
         """What the network takes from :meth:`inputs`: the patterns with a channel axis, or
         the images the images stage would draw of them."""
         if self.meta["input"] == "pattern":
-            # What xrdsym.inputs.model_inputs gives a 1D model, without importing that module
+            # What xrdsym.inputs.network_inputs gives a 1D model, without importing that module
             # (pandas, matplotlib, pymatgen: a second of start-up for every `xrdsym predict`).
             return np.asarray(inputs, dtype=np.float32)[..., np.newaxis]
-        from xrdsym.inputs import model_inputs as network_inputs
+        from xrdsym.inputs import network_inputs
 
         return network_inputs(inputs, self.meta["input"], self.meta["preprocessing"]["image"])
 
