@@ -288,11 +288,11 @@ def test_probabilities_of_a_1d_model_use_the_training_inputs(model_dir, stored):
 
 
 def test_a_model_without_input_settings_predicts_as_before(model_dir, rock_salt):
-    """A model that records no input settings (the shipped one) reads measured scans after
-    SNIP without smoothing, and simulated structures as they are, as predict always did;
+    """A model that records no input settings (one from before they existed) reads measured
+    scans after SNIP without smoothing, and simulated structures as they are, as predict did;
     --background and --smooth replace the settings of measured scans only."""
     meta = read_model_meta(SHIPPED)
-    assert "inputs" not in meta["preprocessing"]
+    del meta["preprocessing"]["inputs"]  # as models trained before the transform existed
     assert measured_settings(meta) == MEASURED_DEFAULT == InputSettings("snip", 3.0, 0.0)
     assert measured_settings(meta, "none", 2) == InputSettings("none", 3.0, 2.0)
     assert prepare_structure(rock_salt, meta).settings == NO_PREPROCESSING
@@ -517,19 +517,20 @@ def test_space_group_model_scores_groups_and_the_systems_they_imply(tmp_path):
 
 
 def test_min_confidence_reports_uncertain_patterns(tmp_path, capsys):
-    """Pure noise leaves the shipped model unsure, halite does not; at 0.999 nothing is sure."""
+    """Pure noise leaves the shipped model less sure (cubic 0.83) than halite (cubic 0.95);
+    at 0.999 nothing is sure."""
     noise = _noise_scan(tmp_path / "noise.xy")
     labels = tmp_path / "labels.csv"
     labels.write_text("file,crystal_system\nnacl_cu.xy,cubic\nnoise.xy,cubic\n")
     command = ["predict", str(DATA / "nacl_cu.xy"), str(noise), "--labels", str(labels)]
 
-    assert main([*command, "--min-confidence", "0.5"]) == 0
+    assert main([*command, "--min-confidence", "0.9"]) == 0
 
     printed = capsys.readouterr()
     table = dict(line.split("\t", 1) for line in printed.out.splitlines() if "\tmeasured\t" in line)
     assert "uncertain" not in table[str(DATA / "nacl_cu.xy")]
     assert "\tuncertain: " in table[str(noise)]
-    assert "uncertain: 1 of 2 patterns (top probability below 0.5)" in printed.err
+    assert "uncertain: 1 of 2 patterns (top probability below 0.9)" in printed.err
     assert "coverage 0.50, accuracy on answered 1.00, accuracy over all 0.50" in printed.out
     out = tmp_path / "out.json"
     assert main([*command, "--min-confidence", "0.999", "--json", str(out)]) == 0
