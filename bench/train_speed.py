@@ -34,8 +34,9 @@ from xrdsym.augmentation import AugmentSettings
 from xrdsym.inputs import read_split
 from xrdsym.io import write_json
 from xrdsym.models import build_model
+from xrdsym.preprocessing import InputSettings
 from xrdsym.stages.images import IMAGES_FILE
-from xrdsym.stages.train import augmented_batches
+from xrdsym.stages.train import augmented_inputs
 from xrdsym.training import FreshBatches
 
 CLASSES = ["cubic", "hexagonal", "monoclinic", "orthorhombic", "tetragonal", "triclinic"]
@@ -125,8 +126,18 @@ def main() -> None:
 
     augment = AugmentSettings.from_params({**settings["augment"], "enabled": True})
     pattern_settings = json.loads((args.patterns / "settings.json").read_text())
-    batches, _ = augmented_batches(
-        args.patterns, pattern_settings, CLASSES, "crystal_system", augment, settings, seed=0
+    # As the train stage feeds it: perturbed afresh, then through the model's input transform.
+    make_inputs, labels = augmented_inputs(
+        args.patterns,
+        "train",
+        pattern_settings,
+        CLASSES,
+        "crystal_system",
+        augment,
+        InputSettings.from_params(settings["preprocess"]),
+    )
+    batches = FreshBatches(
+        labels, make_inputs, BATCH, seed=0, workers=settings["augment"]["workers"]
     )
     cases["cnn1d_augmented"] = _case(
         "cnn1d_augmented", "cnn1d", batches, None, x.shape[1:], settings, args.steps
