@@ -45,7 +45,7 @@ def model_dir(tmp_path):
     keras.utils.set_random_seed(0)
     directory = tmp_path / "model"
     directory.mkdir()
-    build_cnn1d(GRID.size, len(CLASSES), dropout=0.0).save(directory / MODEL_FILE)
+    build_cnn1d(GRID.size, {"classes": len(CLASSES)}, dropout=0.0).save(directory / MODEL_FILE)
     meta = {
         "format": MODEL_FORMAT,
         "xrdsym_version": __version__,

@@ -97,13 +97,43 @@ def test_space_group_scores_report_top5_and_the_implied_crystal_systems():
     )
     y_true = np.array([5, 5, 1, 2])
 
-    metrics = scores(raw, y_true, classes, 1.0, "space_group")
+    metrics = scores(
+        {"classes": raw}, {"classes": raw}, y_true, {"classes": classes}, "space_group"
+    )
 
     assert metrics["accuracy"] == 0.25 and metrics["top5_accuracy"] == 0.75
     assert "per_class" not in metrics
     systems = metrics["crystal_system"]
     assert systems["accuracy"] == 0.75  # wrong group, right system twice
     assert set(systems["per_class"]) == {"cubic", "monoclinic", "triclinic"}
+
+
+def test_a_space_group_head_is_scored_beside_the_crystal_system():
+    systems = ["cubic", "monoclinic", "triclinic"]
+    groups = ["1", "2", "3", "4", "221", "225", "227", "229"]
+    crystal = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1]])
+    group = np.array(
+        [
+            [0.0, 0.0, 0.0, 0.0, 0.1, 0.6, 0.2, 0.1],  # true 225: top-1
+            [0.0, 0.0, 0.1, 0.0, 0.1, 0.2, 0.3, 0.3],  # true 3: top-5, implies cubic
+            [0.5, 0.2, 0.1, 0.1, 0.1, 0.0, 0.0, 0.0],  # true 1: top-1
+            [0.0, 0.0, 0.05, 0.05, 0.3, 0.3, 0.2, 0.1],  # true 1: last, implies cubic
+        ]
+    )
+    heads = {"classes": systems, "space_group": groups}
+    outputs = {"classes": crystal, "space_group": group}
+
+    metrics = scores(
+        outputs, outputs, np.array([0, 1, 2, 1]), heads, "crystal_system", np.array([5, 2, 0, 0])
+    )
+
+    assert metrics["accuracy"] == 0.75 and set(metrics["per_class"]) == set(systems)
+    head = metrics["space_group_head"]
+    assert head["top1_accuracy"] == 0.5 and head["top5_accuracy"] == 0.75
+    # Implied: cubic, cubic, triclinic, cubic against the true groups' cubic, monoclinic,
+    # triclinic, triclinic.
+    assert head["implied_crystal_system"]["accuracy"] == 0.5
+    assert 0 <= head["ece"] <= 1
 
 
 def test_clean_condition_reproduces_the_stored_patterns(rock_salt, rutile):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from xrdsym.errors import XrdsymError
-from xrdsym.models import build_cnn1d, build_mobilenetv2, build_model
+from xrdsym.models import build_cnn1d, build_mobilenetv2, build_model, build_resnet1d
 
 
 def test_mobilenetv2_with_a_new_head_all_layers_trainable():
@@ -53,15 +53,45 @@ def test_batchnorm_momentum_is_applied_everywhere():
 
 
 def test_cnn1d_reads_a_pattern_and_gives_probabilities():
-    model = build_cnn1d(4501, 7, dropout=0.3)
+    model = build_cnn1d(4501, {"classes": 7}, dropout=0.3)
     assert model.input_shape == (None, 4501, 1) and model.output_shape == (None, 7)
     probabilities = model.predict(np.random.default_rng(0).random((3, 4501, 1)), verbose=0)
     assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
 
 
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_resnet1d_has_residual_stages_and_two_heads(blocks):
+    model = build_resnet1d(
+        4501, {"classes": 7, "space_group": 230}, dropout=0.3, blocks_per_stage=blocks
+    )
+    assert model.input_shape == (None, 4501, 1)
+    assert {name: out.shape[-1] for name, out in model.output.items()} == {
+        "classes": 7,
+        "space_group": 230,
+    }
+    adds = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
+    assert len(adds) == 4 * blocks
+    outputs = model.predict(np.random.default_rng(0).random((2, 4501, 1)), verbose=0)
+    for probabilities in outputs.values():
+        assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    # The flattened map is cnn1d's size (35 x 128): the dense layer does not grow with depth.
+    flatten = next(layer for layer in model.layers if isinstance(layer, keras.layers.Flatten))
+    assert flatten.output.shape[1] == 35 * 128
+
+
 def test_build_model_dispatches_on_the_name():
-    settings = {"weights": None, "alpha": 0.35, "dropout": 0.1, "batchnorm_momentum": 0.9}
-    assert build_model("cnn1d", (901, 1), 3, settings).name == "cnn1d_crystal_system"
-    assert build_model("mobilenetv2", (32, 32, 3), 3, settings).output_shape == (None, 3)
+    settings = {
+        "weights": None,
+        "alpha": 0.35,
+        "dropout": 0.1,
+        "batchnorm_momentum": 0.9,
+        "resnet_blocks": 1,
+    }
+    assert build_model("cnn1d", (901, 1), {"classes": 3}, settings).name == "cnn1d"
+    assert build_model("resnet1d", (901, 1), {"classes": 3}, settings).name == "resnet1d"
+    image = build_model("mobilenetv2", (32, 32, 3), {"classes": 3}, settings)
+    assert image.output_shape == (None, 3)
+    with pytest.raises(XrdsymError, match="mobilenetv2 has one head"):
+        build_model("mobilenetv2", (32, 32, 3), {"classes": 3, "space_group": 9}, settings)
     with pytest.raises(XrdsymError, match="unknown model"):
-        build_model("resnet", (32, 32, 3), 3, settings)
+        build_model("resnet", (32, 32, 3), {"classes": 3}, settings)

@@ -15,6 +15,7 @@ from xrdsym.inference import INFERENCE_FILE, save_inference
 from xrdsym.measured import MeasuredPattern, NoPowderData, parse_wavelength, read_measured
 from xrdsym.prediction import (
     META_FILE,
+    MODEL_FILE,
     MODEL_FORMAT,
     Label,
     Labels,
@@ -24,6 +25,7 @@ from xrdsym.prediction import (
     find_inputs,
     load_classifier,
     measured_settings,
+    member_file,
     prepare_files,
     prepare_measured,
     prepare_structure,
@@ -219,7 +221,7 @@ def test_numpy_export_answers_as_keras(model_dir):
     """With the export the train stage writes, predict runs without Keras and gives the same
     probabilities as the Keras model (the reference)."""
     by_keras = load_classifier(model_dir, engine="keras")
-    assert save_inference(by_keras.model, model_dir / INFERENCE_FILE)
+    assert save_inference(by_keras.models[0], model_dir / INFERENCE_FILE)
     by_numpy = load_classifier(model_dir)
     patterns = np.random.default_rng(0).random((4, GRID.size)).astype(np.float32)
 
@@ -227,6 +229,116 @@ def test_numpy_export_answers_as_keras(model_dir):
     np.testing.assert_allclose(
         by_numpy.probabilities(patterns), by_keras.probabilities(patterns), atol=1e-5
     )
+
+
+def _ensemble_dir(model_dir: Path) -> Path:
+    """``model_dir`` made an ensemble of two residual members with a space-group head each,
+    other weights and temperatures per member and head, exported as the train stage does."""
+    import keras
+
+    from xrdsym.models import build_resnet1d
+
+    meta = json.loads((model_dir / META_FILE).read_text())
+    groups = ["195", "221", "225", "62", "14"]
+    meta["heads"] = {"classes": meta["classes"], "space_group": groups}
+    meta["members"] = []
+    for member, temperatures in enumerate([(1.5, 0.8), (0.7, 1.2)]):
+        keras.utils.set_random_seed(member)
+        model = build_resnet1d(
+            GRID.size,
+            {"classes": len(CLASSES), "space_group": len(groups)},
+            dropout=0.0,
+            blocks_per_stage=1,
+        )
+        names = {
+            "model": member_file(MODEL_FILE, member),
+            "inference": member_file(INFERENCE_FILE, member),
+        }
+        model.save(model_dir / names["model"])
+        assert save_inference(model, model_dir / names["inference"])
+        meta["members"].append(
+            names
+            | {"temperatures": dict(zip(("classes", "space_group"), temperatures, strict=True))}
+        )
+    del meta["temperature"]
+    (model_dir / META_FILE).write_text(json.dumps(meta))
+    return model_dir
+
+
+def test_an_ensemble_averages_its_members_calibrated_probabilities(model_dir):
+    import keras
+
+    from xrdsym.calibration import apply_temperature
+
+    directory = _ensemble_dir(model_dir)
+    meta = read_model_meta(directory)
+    patterns = np.random.default_rng(0).random((4, GRID.size)).astype(np.float32)
+    by_numpy, by_keras = load_classifier(directory), load_classifier(directory, engine="keras")
+    assert (len(by_numpy.models), by_numpy.engine, by_keras.engine) == (2, "numpy", "keras")
+    inputs = by_keras.network_inputs(by_keras.inputs(patterns))
+    expected = {}
+    for head in ("classes", "space_group"):
+        members = [
+            apply_temperature(
+                keras.saving.load_model(directory / m["model"]).predict(inputs, verbose=0)[head],
+                m["temperatures"][head],
+            )
+            for m in meta["members"]
+        ]
+        expected[head] = (members[0] + members[1]) / 2
+        # The members differ: the mean is not either one.
+        assert np.abs(members[0] - members[1]).max() > 1e-3
+    for classifier in (by_numpy, by_keras):
+        heads = classifier.calibrated_heads(classifier.inputs(patterns))
+        for head, values in expected.items():
+            np.testing.assert_allclose(heads[head], values, atol=1e-5)
+        np.testing.assert_allclose(
+            classifier.probabilities(patterns), expected["classes"], atol=1e-5
+        )
+
+
+def test_predict_names_space_groups_of_a_model_with_that_head(
+    tmp_path, model_dir, rock_salt, capsys
+):
+    directory = _ensemble_dir(model_dir)
+    scan = _measured(rock_salt, "CuKa", 10, 90)
+    path = tmp_path / "nacl.xy"
+    np.savetxt(path, np.column_stack([scan.two_theta, scan.intensities]))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,crystal_system,space_group\nnacl.xy,cubic,225\n")
+    out = tmp_path / "out.json"
+
+    assert (
+        main(
+            [
+                "predict",
+                str(path),
+                "--model",
+                str(directory),
+                "--wavelength",
+                "CuKa",
+                "--top-k",
+                "2",
+                "--labels",
+                str(labels),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    result = json.loads(out.read_text())
+    groups = result["patterns"][0]["space_groups"]
+    assert len(groups) == 2 and {g["space_group"] for g in groups} <= {
+        "195",
+        "221",
+        "225",
+        "62",
+        "14",
+    }
+    assert result["scores"]["space_group"]["n"] == 1
+    assert main(["predict", str(path), "--model", str(directory), "--wavelength", "CuKa"]) == 0
+    assert "space group (head besides)" in capsys.readouterr().out
 
 
 SHIPPED = Path(__file__).parents[1] / "src" / "xrdsym" / "shipped_model"
@@ -270,6 +382,8 @@ def test_probabilities_of_a_1d_model_use_the_training_inputs(model_dir, stored):
     """predict shapes a 1D model's input without importing xrdsym.inputs; it must be what
     training and evaluation feed the model: the stored patterns through the input transform
     with the settings the model records (none recorded: the patterns as they are)."""
+    import keras
+
     from xrdsym.calibration import apply_temperature
     from xrdsym.inputs import network_inputs
 
@@ -279,8 +393,10 @@ def test_probabilities_of_a_1d_model_use_the_training_inputs(model_dir, stored):
     classifier = load_classifier(model_dir)
     patterns = np.random.default_rng(1).random((3, GRID.size))
     seen = model_inputs(patterns, GRID, stored or NO_PREPROCESSING)
+    keras_model = keras.saving.load_model(model_dir / MODEL_FILE)
     expected = apply_temperature(
-        classifier.outputs(network_inputs(seen, "pattern", None)), classifier.meta["temperature"]
+        keras_model.predict(network_inputs(seen, "pattern", None), verbose=0),
+        classifier.meta["temperature"],
     )
     assert classifier.input_settings == (stored or NO_PREPROCESSING)
     np.testing.assert_array_equal(classifier.inputs(patterns), seen)

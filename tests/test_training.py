@@ -7,10 +7,10 @@ from dvclive import Live
 from xrdsym.augmentation import AugmentSettings, peak_reflections
 from xrdsym.diffraction import Peaks, PeakTable, TwoThetaGrid
 from xrdsym.inputs import augmented_pattern_inputs, inputs_made_once
-from xrdsym.models import build_cnn1d, build_mobilenetv2
+from xrdsym.models import build_cnn1d, build_mobilenetv2, build_resnet1d
 from xrdsym.preprocessing import InputSettings
 from xrdsym.stages.train import VALIDATION_STREAM, class_weights
-from xrdsym.training import FreshBatches, TrainSettings, fit
+from xrdsym.training import FreshBatches, TrainSettings, fit, sample_weights, select_labels
 
 GRID = TwoThetaGrid(10, 50, 0.05)
 # Every part of the augmentation on, at its default ranges.
@@ -65,7 +65,7 @@ def test_fit_lowers_the_loss_and_logs_every_epoch(tmp_path):
     model = build_mobilenetv2(32, 2, weights=None, alpha=0.35, dropout=0.0, batchnorm_momentum=0.9)
     settings = TrainSettings(epochs=4, batch_size=8, learning_rate=1e-3, patience=4)
     with Live(dir=str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:
-        result = fit(model, (images, labels), (images[:8], labels[:8]), settings, live)
+        result = fit(model, (images, labels, np.ones(32)), (images[:8], labels[:8]), settings, live)
     losses = np.loadtxt(tmp_path / "live/plots/metrics/train/loss.tsv", skiprows=1, usecols=1)
     assert len(losses) == result.epochs_run == 4
     assert losses[-1] < losses[0]
@@ -84,10 +84,13 @@ def test_balanced_class_weights_equalise_the_classes():
 
 def test_fresh_batches_cover_every_sample_once_per_epoch_with_new_draws():
     table, labels = _two_class_peaks(10)
-    batches = FreshBatches(labels, _make_inputs(table), batch_size=4, seed=3)
+    weights = np.arange(10.0)
+    batches = FreshBatches(labels, weights, _make_inputs(table), batch_size=4, seed=3)
     assert len(batches) == 3
-    x, y = batches[0]
+    x, y, w = batches[0]
     assert x.shape == (4, GRID.size, 1) and x.dtype == np.float32 and y.shape == (4,)
+    # Each sample keeps its own weight: the weights follow the labels' order.
+    assert np.array_equal(labels[w.astype(int)], y)
     assert x.min() >= 0 and x.max() <= 1
     # The same epoch and batch give the same batch, whichever worker makes it and when.
     assert np.array_equal(batches[0][0], x)
@@ -101,10 +104,12 @@ def test_fresh_batches_cover_every_sample_once_per_epoch_with_new_draws():
 def test_cnn1d_learns_from_patterns_augmented_on_the_fly(tmp_path):
     keras.utils.set_random_seed(0)
     table, labels = _two_class_peaks(32)
-    train = FreshBatches(labels, _make_inputs(table), batch_size=8, seed=0, workers=2)
+    train = FreshBatches(
+        labels, np.ones(len(labels)), _make_inputs(table), batch_size=8, seed=0, workers=2
+    )
     # Validation is augmented once, with a fixed seed, as in the pipeline.
     val_x = inputs_made_once(_make_inputs(table), 8, (0, VALIDATION_STREAM))
-    model = build_cnn1d(GRID.size, 2, dropout=0.0)
+    model = build_cnn1d(GRID.size, {"classes": 2}, dropout=0.0)
     settings = TrainSettings(epochs=4, batch_size=8, learning_rate=1e-3, patience=4)
     with Live(dir=str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:
         result = fit(model, train, (val_x, labels[:8]), settings, live)
@@ -112,3 +117,36 @@ def test_cnn1d_learns_from_patterns_augmented_on_the_fly(tmp_path):
     # Every epoch drew afresh (Keras may also reset once before the first epoch).
     assert len(losses) == result.epochs_run == 4 and train.epoch >= 4
     assert losses[-1] < losses[0]
+
+
+def test_multi_task_resnet1d_learns_both_heads_with_sample_weights(tmp_path):
+    """The residual network with a crystal-system and a space-group head trains on batches
+    made afresh, each head's loss falling; weights per sample stand in for class weights."""
+    keras.utils.set_random_seed(0)
+    table, labels = _two_class_peaks(32)
+    # Two "space groups" per class, told apart by nothing but the class: the head learns
+    # the class part of them.
+    groups = labels * 2 + (np.arange(32) // 2) % 2
+    both = {"classes": labels, "space_group": groups}
+    weights = sample_weights(labels, {0: 1.0, 1: 3.0})
+    assert np.array_equal(weights, np.where(labels == 1, 3.0, 1.0))
+    train = FreshBatches(both, weights, _make_inputs(table), batch_size=8, seed=0)
+    val_x = inputs_made_once(_make_inputs(table), 8, (0, VALIDATION_STREAM))
+    model = build_resnet1d(
+        GRID.size, {"classes": 2, "space_group": 4}, dropout=0.0, blocks_per_stage=1
+    )
+    settings = TrainSettings(
+        epochs=4,
+        batch_size=8,
+        learning_rate=1e-3,
+        patience=4,
+        loss_weights={"classes": 1.0, "space_group": 0.5},
+    )
+    with Live(dir=str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:
+        result = fit(model, train, (val_x, select_labels(both, np.arange(8))), settings, live)
+    plots = tmp_path / "live/plots/metrics/train"
+    for name in ("loss", "classes_loss", "space_group_loss"):
+        losses = np.loadtxt(plots / f"{name}.tsv", skiprows=1, usecols=1)
+        assert len(losses) == result.epochs_run == 4 and losses[-1] < losses[0], name
+    # The target head's accuracy is logged as accuracy, for the same plots as one head.
+    assert (plots / "accuracy.tsv").exists() and (plots / "space_group_accuracy.tsv").exists()

@@ -58,7 +58,7 @@ def _train(args: argparse.Namespace) -> None:
     from xrdsym.stages import train
 
     params = _params(args, train.PARAMS)
-    train.run(params, args.images, args.patterns, args.out, args.live)
+    train.run(params, args.images, args.patterns, args.synthetic, args.out, args.live)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -85,6 +85,7 @@ def _model_dir(given: Path | None) -> tuple[Path, str]:
 
 def _predict(args: argparse.Namespace) -> int:
     """Exit status 1 if any file failed (the others are still classified)."""
+    from xrdsym.inference import SPACE_GROUP_HEAD
     from xrdsym.measured import parse_wavelength
     from xrdsym.prediction import (
         classify,
@@ -163,6 +164,17 @@ def _predict(args: argparse.Namespace) -> int:
             "uncertain": p.confidence < args.min_confidence,
             "predictions": [{target: name, "probability": round(prob, 4)} for name, prob in p.top],
         }
+        # A model with a space-group head besides names the most probable space groups too.
+        | (
+            {
+                "space_groups": [
+                    {"space_group": name, "probability": round(prob, 4)}
+                    for name, prob in p.space_groups
+                ]
+            }
+            if p.space_groups
+            else {}
+        )
         for p in predictions
     ]
     if args.min_confidence > 0:
@@ -175,7 +187,12 @@ def _predict(args: argparse.Namespace) -> int:
     scores = None
     if labels is not None:
         scores = score_predictions(
-            predictions, labels, target, classifier.classes, args.min_confidence
+            predictions,
+            labels,
+            target,
+            classifier.classes,
+            args.min_confidence,
+            classifier.heads.get(SPACE_GROUP_HEAD),
         )
     if args.json:
         from xrdsym.io import write_json
@@ -193,7 +210,11 @@ def _predict(args: argparse.Namespace) -> int:
             for rank, item in enumerate(row["predictions"], start=1):
                 ranked[f"class_{rank}"] = item[target]
                 ranked[f"probability_{rank}"] = item["probability"]
-            flat.append({k: v for k, v in row.items() if k != "predictions"} | ranked)
+            for rank, item in enumerate(row.get("space_groups", []), start=1):
+                ranked[f"space_group_{rank}"] = item["space_group"]
+                ranked[f"space_group_probability_{rank}"] = item["probability"]
+            listed = ("predictions", "space_groups")
+            flat.append({k: v for k, v in row.items() if k not in listed} | ranked)
         write_table(args.csv, pd.DataFrame(flat))
     else:
         print(_prediction_table(rows, target))
@@ -218,12 +239,18 @@ def _prediction_table(rows: list[dict], target: str) -> str:
             f"{item[target]} {item['probability']:.2f}" for item in row["predictions"]
         )
         answer = f"uncertain: {ranked}" if row["uncertain"] else ranked
+        if "space_groups" in row:
+            answer += "\tspace group " + "  ".join(
+                f"{item['space_group']} {item['probability']:.2f}" for item in row["space_groups"]
+            )
         lines.append(
             f"{row['source']}\t{row['kind']}\t{row['wavelength_angstrom']:.4f} Å\t"
             f"{row['covered_fraction']:.0%}\t{answer}"
         )
     what = target.replace("_", " ")
     header = f"file\tkind\twavelength\tcovered\t{what} (calibrated probability)"
+    if any("space_groups" in row for row in rows):
+        header += "\tspace group (head besides)"
     return "\n".join([header, *lines])
 
 
@@ -313,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = stage("train", "train the classifier on the training split", _train)
     sub.add_argument("--images", type=Path, default=Path("data/images"))
     sub.add_argument("--patterns", type=Path, default=Path("data/patterns"))
+    sub.add_argument(
+        "--synthetic",
+        type=Path,
+        default=Path("data/synthetic"),
+        help="the synthesize stage's patterns (read with train.data other than real)",
+    )
     sub.add_argument("--out", type=Path, default=Path("models"))
     sub.add_argument("--live", type=Path, default=Path("metrics/train"), help="DVCLive folder")
 

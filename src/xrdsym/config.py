@@ -24,8 +24,11 @@ from xrdsym.wavelengths import WAVELENGTHS
 SOURCES = ("synthetic", "cif_table", "amcsd", "cif_dir", "matminer", "mp_api")
 # Each model and what it reads: "image" (square RGB images from the images stage) or
 # "pattern" (the normalised 1D pattern itself, one channel).
-MODEL_INPUTS = {"mobilenetv2": "image", "cnn1d": "pattern"}
+MODEL_INPUTS = {"mobilenetv2": "image", "cnn1d": "pattern", "resnet1d": "pattern"}
 CLASS_WEIGHTS = ("none", "balanced")
+# What the model trains on (train.data): the real structures' training split, the synthesize
+# stage's crystals, or both; validation and test are real whatever this says.
+TRAINING_DATA = ("real", "synthetic", "real_and_synthetic")
 # What each split holds whole (patterns.group_by), a column of the patterns' index: structure
 # types (space group and occupied Wyckoff letters, whatever the elements) or reduced formulas.
 GROUP_BY = ("structure_type", "formula")
@@ -264,6 +267,12 @@ def _train(section: dict[str, Any]) -> None:
         raise _fail("train.dropout", dropout, "must be in [0, 1)")
     if not isinstance(section["mixed_precision"], bool):
         raise _fail("train.mixed_precision", section["mixed_precision"], "must be true or false")
+    _integer("train.resnet_blocks", section["resnet_blocks"], minimum=1)
+    if not isinstance(section["space_group_head"], bool):
+        raise _fail("train.space_group_head", section["space_group_head"], "must be true or false")
+    _number("train.space_group_loss_weight", section["space_group_loss_weight"], minimum=0)
+    _integer("train.ensemble", section["ensemble"], minimum=1)
+    _choice("train.data", section["data"], TRAINING_DATA)
     _integer("train.augment.workers", section["augment"]["workers"], minimum=1)
     AugmentSettings.from_params(section["augment"])
     InputSettings.from_params(section["preprocess"])

@@ -192,6 +192,20 @@ class PeakTable:
             reciprocal_lattices=np.asarray(reciprocal_lattices, dtype=float).reshape(-1, 3, 3),
         )
 
+    @classmethod
+    def concatenate(cls, tables: Sequence[PeakTable]) -> PeakTable:
+        """One table of the structures of ``tables``, in order."""
+        starts = np.cumsum([0] + [t.offsets[-1] for t in tables[:-1]], dtype=np.int64)
+        return cls(
+            np.concatenate([t.two_theta for t in tables]),
+            np.concatenate([t.intensities for t in tables]),
+            np.concatenate([t.hkl for t in tables]),
+            np.concatenate(
+                [[0]] + [t.offsets[1:] + s for t, s in zip(tables, starts, strict=True)]
+            ),
+            np.concatenate([t.reciprocal_lattices for t in tables]),
+        )
+
     def __len__(self) -> int:
         return len(self.offsets) - 1
 

@@ -1,9 +1,10 @@
 """Keras-free inference: a trained layer stack exported to numpy arrays and run with numpy.
 
 Loading Keras (and TensorFlow or JAX behind it) takes seconds, longer than classifying a
-pattern, so ``xrdsym predict`` runs exported models with numpy alone. Only a plain chain of the
-layers the 1D CNN uses is exported (:data:`SUPPORTED_LAYERS`); any other model is run by Keras.
-Keras stays the reference: tests compare both on the same inputs.
+pattern, so ``xrdsym predict`` runs exported models with numpy alone. A graph of the layers the 1D
+models use (:data:`SUPPORTED_LAYERS`: chains, residual additions, several softmax heads) is
+exported; any other model is run by Keras. Keras stays the reference: tests compare both on
+the same inputs.
 """
 
 from __future__ import annotations
@@ -28,25 +29,44 @@ SUPPORTED_LAYERS = (
     "Flatten",
     "Dropout",
     "Dense",
+    "Add",
 )
+# Output names: the target's softmax head, and the space-group head a 1D model may have besides.
+PRIMARY_HEAD = "classes"
+SPACE_GROUP_HEAD = "space_group"
+
+
+def head_outputs(outputs: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A model's outputs by head name, whether it has one (its output array is the target
+    head's) or several (a dict already), from Keras or from :class:`NumpyModel`."""
+    return outputs if isinstance(outputs, dict) else {PRIMARY_HEAD: outputs}
+
+
 # Patterns per forward pass: bounds the memory of the unfolded convolution inputs.
 INFERENCE_BATCH = 64
 
 
-def export_layers(model: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """The layer specifications and weights of ``model`` (a keras.Model), or XrdsymError when
-    it is not a chain of :data:`SUPPORTED_LAYERS` with channels-last data."""
+def export_layers(model: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The graph of ``model`` (a keras.Model): each layer's specification with the indices of
+    the layers it reads, and the output layers by name; and the weights. XrdsymError when a
+    layer is not one of :data:`SUPPORTED_LAYERS` with channels-last data, or is used twice."""
     specs, arrays = [], {}
+    index_of = {layer.name: index for index, layer in enumerate(model.layers)}
     for index, layer in enumerate(model.layers):
         kind = layer.__class__.__name__
         if kind not in SUPPORTED_LAYERS:
             raise XrdsymError(f"layer {layer.name} ({kind}) has no numpy inference")
         if index > 0 and len(layer._inbound_nodes) != 1:
-            raise XrdsymError(f"layer {layer.name} is not part of a single chain")
+            raise XrdsymError(f"layer {layer.name} is used more than once")
         config = layer.get_config()
         if config.get("data_format", "channels_last") != "channels_last":
             raise XrdsymError(f"layer {layer.name} is not channels_last")
-        spec: dict[str, Any] = {"kind": kind}
+        inbound = layer._inbound_nodes[0].input_tensors if index > 0 else []
+        # model.layers is in an order where every layer comes after the ones it reads.
+        spec: dict[str, Any] = {
+            "kind": kind,
+            "inputs": [index_of[t._keras_history.operation.name] for t in inbound],
+        }
         if kind == "Conv1D":
             if config["dilation_rate"] not in ((1,), [1], 1) or config["groups"] != 1:
                 raise XrdsymError(f"layer {layer.name}: dilated or grouped convolution")
@@ -73,7 +93,17 @@ def export_layers(model: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndarra
             name = weight.path.rsplit("/", 1)[-1]
             arrays[f"{index}/{name}"] = np.asarray(weight.numpy(), dtype=np.float32)
         specs.append(spec)
-    return specs, arrays
+    outputs = model.outputs
+    graph = {
+        "layers": specs,
+        # Several heads come back as a dict by name, one as the array itself (as Keras does).
+        "outputs": {
+            t._keras_history.operation.name: index_of[t._keras_history.operation.name]
+            for t in outputs
+        },
+        "named_outputs": isinstance(model.output, dict),
+    }
+    return graph, arrays
 
 
 def _single(value: Any) -> int:
@@ -83,22 +113,32 @@ def _single(value: Any) -> int:
 def save_inference(model: Any, path: Path) -> bool:
     """Write ``model``'s numpy export to ``path``; False (nothing written) when it has none."""
     try:
-        specs, arrays = export_layers(model)
+        graph, arrays = export_layers(model)
     except XrdsymError:
         return False
-    np.savez(path, __specs__=np.array(json.dumps(specs)), **arrays)
+    np.savez(path, __specs__=np.array(json.dumps(graph)), **arrays)
     return True
 
 
 class NumpyModel:
     """A model exported by :func:`save_inference`, run with numpy (float32)."""
 
-    def __init__(self, specs: list[dict[str, Any]], arrays: dict[str, np.ndarray]):
+    def __init__(self, graph: dict[str, Any] | list[dict[str, Any]], arrays: dict[str, np.ndarray]):
+        if isinstance(graph, list):  # an export from before graphs: a chain, the last layer out
+            graph = {
+                "layers": [spec | {"inputs": [i - 1] if i else []} for i, spec in enumerate(graph)],
+                "outputs": {PRIMARY_HEAD: len(graph) - 1},
+                "named_outputs": False,
+            }
+        specs = graph["layers"]
         weights: list[dict[str, np.ndarray]] = [{} for _ in specs]
         for key, array in arrays.items():
             index, name = key.split("/", 1)
             weights[int(index)][name] = array
         self._steps = [_step(spec, w) for spec, w in zip(specs, weights, strict=True)]
+        self._inputs = [spec["inputs"] for spec in specs]
+        self._outputs: dict[str, int] = graph["outputs"]
+        self._named = graph["named_outputs"]
 
     @classmethod
     def load(cls, path: Path) -> NumpyModel:
@@ -106,23 +146,34 @@ class NumpyModel:
         try:
             with np.load(path) as data:
                 arrays = {name: data[name] for name in data.files}
-            specs = json.loads(str(arrays.pop("__specs__")))
+            graph = json.loads(str(arrays.pop("__specs__")))
         except (OSError, ValueError, KeyError) as exc:
             raise XrdsymError(
                 f"{path}: unreadable model export ({exc.__class__.__name__})"
             ) from exc
-        return cls(specs, arrays)
+        return cls(graph, arrays)
 
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """The model's outputs for ``inputs`` (batch first), computed in batches."""
+    def _forward(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        values: list[np.ndarray] = []
+        for step, reads in zip(self._steps, self._inputs, strict=True):
+            values.append(step(*[values[i] for i in reads]) if reads else step(x))
+        return {name: values[index] for name, index in self._outputs.items()}
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+        """The model's outputs for ``inputs`` (batch first), computed in batches: the array,
+        or a dict of arrays by output name for a model with several heads (as Keras gives)."""
         inputs = np.asarray(inputs, dtype=np.float32)
-        outputs = []
-        for start in range(0, len(inputs), INFERENCE_BATCH):
-            x = inputs[start : start + INFERENCE_BATCH]
-            for step in self._steps:
-                x = step(x)
-            outputs.append(x)
-        return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+        batches = [
+            self._forward(inputs[start : start + INFERENCE_BATCH])
+            for start in range(0, len(inputs), INFERENCE_BATCH)
+        ]
+        outputs = {
+            name: np.concatenate([batch[name] for batch in batches])
+            if batches
+            else np.zeros((0,), np.float32)
+            for name in self._outputs
+        }
+        return outputs if self._named else next(iter(outputs.values()))
 
 
 def _step(spec: dict[str, Any], weights: dict[str, np.ndarray]) -> Callable:
@@ -131,6 +182,8 @@ def _step(spec: dict[str, Any], weights: dict[str, np.ndarray]) -> Callable:
         return lambda x: x
     if kind == "Flatten":
         return lambda x: x.reshape(len(x), -1)
+    if kind == "Add":
+        return lambda *xs: np.sum(xs, axis=0)
     if kind == "Activation":
         return ACTIVATIONS[spec["activation"]]
     if kind == "Dense":

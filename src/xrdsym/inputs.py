@@ -20,6 +20,7 @@ from xrdsym.augmentation import AugmentSettings, PeakReflections, augment_patter
 from xrdsym.diffraction import PeakTable, TwoThetaGrid
 from xrdsym.errors import XrdsymError
 from xrdsym.imaging import pattern_image
+from xrdsym.inference import PRIMARY_HEAD, SPACE_GROUP_HEAD
 from xrdsym.preprocessing import InputSettings
 from xrdsym.stages.images import IMAGES_FILE
 from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, PEAKS_FILE
@@ -45,6 +46,28 @@ def _split_rows(
             f"{patterns_dir}: no {split} patterns of the classes {', '.join(classes)}"
         )
     return chosen.sort_values(["label", "id"])
+
+
+def read_split_labels(
+    patterns_dir: Path,
+    split: str,
+    classes: Sequence[str],
+    *,
+    target: str = "crystal_system",
+    space_groups: Sequence[str] | None = None,
+) -> np.ndarray | dict[str, np.ndarray]:
+    """Class indices of one split, in the order of :func:`read_pattern_split`: of ``target``
+    alone, or with ``space_groups`` (the space-group head's classes, numbers as text) a dict
+    of both heads' (``classes``, ``space_group``)."""
+    chosen = _split_rows(patterns_dir, split, classes, target)
+    labels = chosen["label"].to_numpy(int)
+    if space_groups is None:
+        return labels
+    index = {name: i for i, name in enumerate(space_groups)}
+    return {
+        PRIMARY_HEAD: labels,
+        SPACE_GROUP_HEAD: chosen["space_group"].astype(str).map(index).to_numpy(int),
+    }
 
 
 def read_pattern_split(

@@ -39,7 +39,13 @@ from xrdsym import __version__
 from xrdsym.calibration import apply_temperature
 from xrdsym.diffraction import DEFAULT_SIMULATOR, TwoThetaGrid, normalise, pattern_from_structure
 from xrdsym.errors import XrdsymError
-from xrdsym.inference import INFERENCE_FILE, NumpyModel
+from xrdsym.inference import (
+    INFERENCE_FILE,
+    PRIMARY_HEAD,
+    SPACE_GROUP_HEAD,
+    NumpyModel,
+    head_outputs,
+)
 from xrdsym.measured import MeasuredPattern, parse_wavelength
 from xrdsym.preprocessing import MEASURED_DEFAULT, NO_PREPROCESSING, InputSettings, model_inputs
 
@@ -56,15 +62,23 @@ PREDICT_BATCH = 64
 
 @dataclass
 class Classifier:
-    """A trained model and everything needed to preprocess a pattern exactly as in training."""
+    """A trained model (one or an ensemble of members) and everything needed to preprocess a
+    pattern exactly as in training."""
 
-    model: Any  # a keras.Model, or the NumpyModel exported from it (see xrdsym.inference)
+    # One per ensemble member: a keras.Model, or the NumpyModel exported from it
+    # (see xrdsym.inference).
+    models: list[Any]
     meta: dict[str, Any]
     directory: Path
 
     @property
     def classes(self) -> list[str]:
         return list(self.meta["classes"])
+
+    @property
+    def heads(self) -> dict[str, list[str]]:
+        """The softmax heads, name -> classes (see :func:`model_heads`)."""
+        return model_heads(self.meta)
 
     @property
     def grid(self) -> TwoThetaGrid:
@@ -79,13 +93,44 @@ class Classifier:
     @property
     def engine(self) -> str:
         """What runs the model: "numpy" (its export) or "keras"."""
-        return "numpy" if isinstance(self.model, NumpyModel) else "keras"
+        return "numpy" if all(isinstance(m, NumpyModel) for m in self.models) else "keras"
 
-    def outputs(self, inputs: np.ndarray) -> np.ndarray:
-        """The model's uncalibrated softmax outputs for model inputs (images or patterns)."""
-        if isinstance(self.model, NumpyModel):
-            return self.model.predict(inputs)
-        return self.model.predict(inputs, batch_size=PREDICT_BATCH, verbose=0)
+    def member_outputs(self, inputs: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """Each ensemble member's uncalibrated softmax outputs by head for network inputs
+        (images or patterns with a channel axis)."""
+        return [
+            head_outputs(
+                model.predict(inputs)
+                if isinstance(model, NumpyModel)
+                else model.predict(inputs, batch_size=PREDICT_BATCH, verbose=0)
+            )
+            for model in self.models
+        ]
+
+    def ensemble_probabilities(
+        self, member_outputs: list[dict[str, np.ndarray]], calibrated: bool = True
+    ) -> dict[str, np.ndarray]:
+        """Each head's class probabilities (N x classes) from :meth:`member_outputs`: the mean
+        over the members of each one's probabilities, calibrated by its own temperature (or
+        not)."""
+        members = model_members(self.meta)
+        return {
+            head: np.mean(
+                [
+                    apply_temperature(outputs[head], member["temperatures"][head])
+                    if calibrated
+                    else np.asarray(outputs[head], dtype=np.float64)
+                    for outputs, member in zip(member_outputs, members, strict=True)
+                ],
+                axis=0,
+            )
+            for head in member_outputs[0]
+        }
+
+    def outputs(self, inputs: np.ndarray, calibrated: bool = True) -> dict[str, np.ndarray]:
+        """Each head's ensemble probabilities (see :meth:`ensemble_probabilities`) for network
+        inputs."""
+        return self.ensemble_probabilities(self.member_outputs(inputs), calibrated)
 
     @property
     def input_settings(self) -> InputSettings:
@@ -108,10 +153,13 @@ class Classifier:
 
         return network_inputs(inputs, self.meta["input"], self.meta["preprocessing"]["image"])
 
+    def calibrated_heads(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Every head's calibrated probabilities of :meth:`inputs`' patterns."""
+        return self.outputs(self.network_inputs(inputs))
+
     def calibrated(self, inputs: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities (N x classes) of :meth:`inputs`' patterns."""
-        raw = self.outputs(self.network_inputs(inputs))
-        return apply_temperature(raw, self.meta["temperature"])
+        return self.calibrated_heads(inputs)[PRIMARY_HEAD]
 
     def probabilities(
         self, patterns: np.ndarray, settings: InputSettings | None = None
@@ -119,6 +167,37 @@ class Classifier:
         """Calibrated class probabilities (N x classes) of patterns on the grid in [0, 1],
         through the input transform with ``settings`` (by default the model's)."""
         return self.calibrated(self.inputs(patterns, settings))
+
+
+def model_heads(meta: dict[str, Any]) -> dict[str, list[str]]:
+    """The softmax heads of the model described by ``meta``, name -> classes: the target's
+    (``classes``) first, then a space-group head where it has one. A model from before heads
+    were recorded has the target's alone."""
+    return meta.get("heads") or {PRIMARY_HEAD: list(meta["classes"])}
+
+
+def model_members(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ensemble members of the model described by ``meta``: each one's Keras file, numpy
+    export (None: none) and temperature per head. A model from before ensembles is one
+    member with one temperature."""
+    if "members" in meta:
+        return meta["members"]
+    return [
+        {
+            "model": MODEL_FILE,
+            "inference": INFERENCE_FILE,
+            "temperatures": {PRIMARY_HEAD: meta["temperature"]},
+        }
+    ]
+
+
+def member_file(name: str, member: int) -> str:
+    """The file ``name`` (model.keras, inference.npz) of ensemble member ``member`` (0-based):
+    the first member's is the name itself, as a single model's."""
+    if member == 0:
+        return name
+    path = Path(name)
+    return f"{path.stem}_{member}{path.suffix}"
 
 
 def model_input_settings(meta: dict[str, Any]) -> InputSettings:
@@ -182,23 +261,27 @@ def read_model_meta(model_dir: Path) -> dict[str, Any]:
 
 
 def load_classifier(model_dir: Path, engine: str = "auto") -> Classifier:
-    """Load a model directory written by the train stage.
+    """Load a model directory written by the train stage (every member of an ensemble).
 
-    ``engine``: "auto" runs the model's numpy export when the directory has one (no Keras
+    ``engine``: "auto" runs each member's numpy export when the directory has one (no Keras
     start-up, seconds faster), else Keras; "keras" always uses Keras, the reference.
     """
     meta = read_model_meta(model_dir)
-    if engine == "auto" and (model_dir / INFERENCE_FILE).exists():
-        return Classifier(NumpyModel.load(model_dir / INFERENCE_FILE), meta, model_dir)
-    import keras
+    models = []
+    for member in model_members(meta):
+        export = member.get("inference")
+        if engine == "auto" and export and (model_dir / export).exists():
+            models.append(NumpyModel.load(model_dir / export))
+            continue
+        import keras
 
-    try:
-        model = keras.saving.load_model(model_dir / MODEL_FILE)
-    except Exception as exc:  # Keras raises many types for a missing or corrupt file
-        raise XrdsymError(
-            f"{model_dir / MODEL_FILE}: cannot load the model ({exc.__class__.__name__})"
-        ) from exc
-    return Classifier(model, meta, model_dir)
+        try:
+            models.append(keras.saving.load_model(model_dir / member["model"]))
+        except Exception as exc:  # Keras raises many types for a missing or corrupt file
+            raise XrdsymError(
+                f"{model_dir / member['model']}: cannot load the model ({exc.__class__.__name__})"
+            ) from exc
+    return Classifier(models, meta, model_dir)
 
 
 def convert_wavelength(
@@ -292,8 +375,8 @@ def top_k(probabilities: np.ndarray, classes: list[str], k: int) -> list[tuple[s
 class Prediction:
     """The answer for one pattern: where it came from, whether it was measured or simulated
     from a structure, the wavelength (Å) it was taken at, the covered fraction of the model's
-    range, the top classes, every class's calibrated probability, and the pattern the model
-    saw."""
+    range, the top classes, every class's calibrated probability, the pattern the model saw,
+    and the top space groups of a model with a space-group head besides (else empty)."""
 
     source: str
     kind: str
@@ -302,6 +385,7 @@ class Prediction:
     top: list[tuple[str, float]]
     probabilities: np.ndarray
     intensities: np.ndarray
+    space_groups: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def confidence(self) -> float:
@@ -462,8 +546,10 @@ def classify(
             rows = [i for i, (_, _, ready) in enumerate(batch) if ready.settings == settings]
             patterns = np.stack([batch[i][2].intensities for i in rows])
             inputs[rows] = classifier.inputs(patterns, settings)
-        probabilities = classifier.calibrated(inputs)
-        for (source, kind, ready), row, seen in zip(batch, probabilities, inputs, strict=True):
+        heads = classifier.calibrated_heads(inputs)
+        space_groups = classifier.heads.get(SPACE_GROUP_HEAD)
+        for i, (source, kind, ready) in enumerate(batch):
+            row = heads[PRIMARY_HEAD][i]
             predictions.append(
                 Prediction(
                     source,
@@ -472,7 +558,8 @@ def classify(
                     ready.covered_fraction,
                     top_k(row, classifier.classes, k),
                     row,
-                    seen,
+                    inputs[i],
+                    top_k(heads[SPACE_GROUP_HEAD][i], space_groups, k) if space_groups else [],
                 )
             )
     return predictions
@@ -646,14 +733,16 @@ def score_predictions(
     target: str,
     classes: Sequence[str],
     min_confidence: float = 0.0,
+    space_groups: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Predictions scored against their labels (see :func:`match_labels`).
 
     Gives the labelled files no pattern came from, the patterns without a label and, over the
     patterns with one, :func:`_scores` of the crystal system (for a space-group model, the one
-    its predicted group implies) and, for a space-group model whose labels have space groups,
-    of the space group. ``classes`` are the model's; a pattern whose top probability is below
-    ``min_confidence`` is unanswered ("uncertain"); ``accuracy_all`` counts it as wrong.
+    its predicted group implies) and, for a space-group model or one with a space-group head
+    (whose classes are ``space_groups``) whose labels have space groups, of the space group.
+    ``classes`` are the model's; a pattern whose top probability is below ``min_confidence``
+    is unanswered ("uncertain"); ``accuracy_all`` counts it as wrong.
     """
     from xrdsym.symmetry import CRYSTAL_SYSTEMS, crystal_system_of_space_group
 
@@ -694,4 +783,13 @@ def score_predictions(
     else:
         answers = [p.answer for p, _ in pairs]
         scores["crystal_system"] = _scores(systems, answers, confidence, classes, min_confidence)
+        with_group = [(p, row) for p, row in pairs if row.space_group is not None]
+        if space_groups and with_group:
+            scores["space_group"] = _scores(
+                [str(row.space_group) for _, row in with_group],
+                [p.space_groups[0][0] for p, _ in with_group],
+                np.array([p.space_groups[0][1] for p, _ in with_group]),
+                space_groups,
+                min_confidence,
+            )
     return scores

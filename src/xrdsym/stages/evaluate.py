@@ -13,7 +13,6 @@ import pandas as pd
 from xrdsym.augmentation import peak_reflections
 from xrdsym.calibration import (
     accuracy_coverage,
-    apply_temperature,
     expected_calibration_error,
     negative_log_likelihood,
     reliability_table,
@@ -28,7 +27,8 @@ from xrdsym.evaluation import (
     stored_fwhm_deg,
     top_k_accuracy,
 )
-from xrdsym.inputs import read_pattern_split, read_peak_split, read_split
+from xrdsym.inference import PRIMARY_HEAD, SPACE_GROUP_HEAD
+from xrdsym.inputs import read_pattern_split, read_peak_split, read_split, read_split_labels
 from xrdsym.io import rejects_table, write_json, write_table
 from xrdsym.parallel import parallel_map
 from xrdsym.plots import (
@@ -38,7 +38,13 @@ from xrdsym.plots import (
     plot_example,
     plot_robustness,
 )
-from xrdsym.prediction import COVERAGES, Classifier, load_classifier, prepare_structure
+from xrdsym.prediction import (
+    COVERAGES,
+    Classifier,
+    load_classifier,
+    model_members,
+    prepare_structure,
+)
 from xrdsym.sources import Reject, StructureRecord
 from xrdsym.sources.cif_dir import iter_cif_dir
 from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, TWO_THETA_FILE
@@ -68,9 +74,15 @@ def run(
     if meta["input"] == "pattern":
         # Through the model's input transform, as training and predict see patterns.
         inputs = classifier.network_inputs(classifier.inputs(inputs[..., 0]))
-    raw = classifier.outputs(inputs)
-    metrics = scores(raw, y_true, classes, meta["temperature"], target)
-    probabilities = apply_temperature(raw, meta["temperature"])
+    space_groups = classifier.heads.get(SPACE_GROUP_HEAD)
+    y_space_group = None
+    if space_groups:
+        y_space_group = read_split_labels(
+            patterns_dir, "test", classes, target=target, space_groups=space_groups
+        )[SPACE_GROUP_HEAD]
+    member_outputs = classifier.member_outputs(inputs)
+    metrics = classifier_scores(classifier, member_outputs, y_true, y_space_group)
+    probabilities = classifier.ensemble_probabilities(member_outputs)[PRIMARY_HEAD]
     plots_dir.mkdir(parents=True, exist_ok=True)
     metrics["extra_sets"] = {}
     for folder in map(Path, params["evaluate"]["extra_sets"]):
@@ -152,18 +164,49 @@ def crystal_systems_of(classes: list[str], target: str) -> tuple[list[str], np.n
     return systems, np.array([systems.index(system) for system in of_class])
 
 
-def scores(
-    raw: np.ndarray, y_true: np.ndarray, classes: list[str], temperature: float, target: str
+def classifier_scores(
+    classifier: Classifier,
+    member_outputs: list[dict[str, np.ndarray]],
+    y_true: np.ndarray,
+    y_space_group: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Classification metrics of the calibrated probabilities, their accuracy at the
-    coverages COVERAGES (the most confident answers kept), and the calibration metrics before
-    and after temperature scaling, from the model's raw softmax outputs.
+    """:func:`scores` of the ensemble's probabilities from its members' outputs
+    (Classifier.member_outputs), with the members' temperatures."""
+    metrics = scores(
+        classifier.ensemble_probabilities(member_outputs),
+        classifier.ensemble_probabilities(member_outputs, calibrated=False),
+        y_true,
+        classifier.heads,
+        classifier.meta.get("target", "crystal_system"),
+        y_space_group,
+    )
+    metrics["calibration"]["temperatures"] = [
+        member["temperatures"][PRIMARY_HEAD] for member in model_members(classifier.meta)
+    ]
+    return metrics
+
+
+def scores(
+    probabilities: dict[str, np.ndarray],
+    uncalibrated: dict[str, np.ndarray],
+    y_true: np.ndarray,
+    heads: dict[str, list[str]],
+    target: str,
+    y_space_group: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Classification metrics of the calibrated probabilities of each head (``heads``: name
+    -> classes), their accuracy at the coverages COVERAGES (the most confident answers kept),
+    and the calibration metrics before and after temperature scaling (``uncalibrated``).
 
     For a space-group model: top-1 (``accuracy``) and top-5 accuracy and macro-F1 over space
     groups, and the full crystal-system metrics of the systems its predictions imply, under
-    ``crystal_system`` (230 per-class rows would drown the metrics).
+    ``crystal_system`` (230 per-class rows would drown the metrics). For a model with a
+    space-group head besides, given the true space groups' indices ``y_space_group``: that
+    head's top-1, top-5, macro-F1, ECE and the crystal-system accuracy it implies, under
+    ``space_group_head``.
     """
-    probabilities = apply_temperature(raw, temperature)
+    classes, calibrated, raw = heads[PRIMARY_HEAD], probabilities, uncalibrated
+    probabilities = calibrated[PRIMARY_HEAD]
     y_pred = np.argmax(probabilities, axis=1)
     metrics = classification_metrics(y_true, y_pred, classes)
     if target == "space_group":
@@ -177,12 +220,27 @@ def scores(
         probabilities.max(axis=1), y_pred == y_true, COVERAGES
     )
     metrics["calibration"] = {
-        "temperature": temperature,
         "ece": expected_calibration_error(probabilities, y_true),
-        "ece_uncalibrated": expected_calibration_error(raw, y_true),
+        "ece_uncalibrated": expected_calibration_error(raw[PRIMARY_HEAD], y_true),
         "nll": negative_log_likelihood(probabilities, y_true),
-        "nll_uncalibrated": negative_log_likelihood(raw, y_true),
+        "nll_uncalibrated": negative_log_likelihood(raw[PRIMARY_HEAD], y_true),
     }
+    if y_space_group is not None and SPACE_GROUP_HEAD in calibrated:
+        groups = heads[SPACE_GROUP_HEAD]
+        group_probabilities = calibrated[SPACE_GROUP_HEAD]
+        group_pred = np.argmax(group_probabilities, axis=1)
+        systems, to_system = crystal_systems_of(groups, "space_group")
+        implied = classification_metrics(to_system[y_space_group], to_system[group_pred], systems)
+        metrics["space_group_head"] = {
+            "top1_accuracy": float(np.mean(group_pred == y_space_group)),
+            "top5_accuracy": top_k_accuracy(group_probabilities, y_space_group, 5),
+            "macro_f1": classification_metrics(y_space_group, group_pred, groups)["macro_f1"],
+            "ece": expected_calibration_error(group_probabilities, y_space_group),
+            "implied_crystal_system": {
+                "accuracy": implied["accuracy"],
+                "macro_f1": implied["macro_f1"],
+            },
+        }
     return metrics
 
 
@@ -285,11 +343,18 @@ def score_structure_set(
     if not rows:
         return {"n_test": 0, "n_rejected": len(rejects)}, table, rejects
     y_true = np.array([classifier.classes.index(name) for name in table["actual"]])
-    meta = classifier.meta
-    raw = classifier.outputs(classifier.network_inputs(classifier.inputs(np.stack(patterns))))
-    metrics = scores(raw, y_true, classifier.classes, meta["temperature"], target)
+    space_groups = classifier.heads.get(SPACE_GROUP_HEAD)
+    y_space_group = (
+        np.array([space_groups.index(str(n)) for n in table["space_group"]])
+        if space_groups
+        else None
+    )
+    member_outputs = classifier.member_outputs(
+        classifier.network_inputs(classifier.inputs(np.stack(patterns)))
+    )
+    metrics = classifier_scores(classifier, member_outputs, y_true, y_space_group)
     metrics["n_rejected"] = len(rejects)
-    probabilities = apply_temperature(raw, meta["temperature"])
+    probabilities = classifier.ensemble_probabilities(member_outputs)[PRIMARY_HEAD]
     table["predicted"] = np.asarray(classifier.classes)[np.argmax(probabilities, axis=1)]
     table["probability"] = probabilities.max(axis=1).round(4)
     return metrics, table, rejects

@@ -24,24 +24,40 @@ from xrdsym import __version__
 from xrdsym.augmentation import AugmentSettings, peak_reflections
 from xrdsym.calibration import apply_temperature, fit_temperature, negative_log_likelihood
 from xrdsym.config import MODEL_INPUTS
-from xrdsym.errors import ParamsError
-from xrdsym.inference import INFERENCE_FILE, save_inference
+from xrdsym.diffraction import PeakTable
+from xrdsym.errors import ParamsError, XrdsymError
+from xrdsym.inference import (
+    INFERENCE_FILE,
+    PRIMARY_HEAD,
+    SPACE_GROUP_HEAD,
+    head_outputs,
+    save_inference,
+)
 from xrdsym.inputs import (
     augmented_pattern_inputs,
     inputs_made_once,
     preprocessed_pattern_split,
     read_peak_split,
     read_split,
+    read_split_labels,
 )
 from xrdsym.io import atomic_path, write_json
 from xrdsym.measured import parse_wavelength
 from xrdsym.models import build_model
-from xrdsym.prediction import META_FILE, MODEL_FILE, MODEL_FORMAT, pattern_grid
+from xrdsym.prediction import META_FILE, MODEL_FILE, MODEL_FORMAT, member_file, pattern_grid
 from xrdsym.preprocessing import InputSettings
 from xrdsym.stages.images import SETTINGS_FILE as IMAGE_SETTINGS_FILE
 from xrdsym.stages.patterns import SETTINGS_FILE as PATTERN_SETTINGS_FILE
 from xrdsym.symmetry import target_classes
-from xrdsym.training import FreshBatches, TrainSettings, fit, mixed_precision
+from xrdsym.training import (
+    FreshBatches,
+    Labels,
+    TrainSettings,
+    fit,
+    head_labels,
+    mixed_precision,
+    sample_weights,
+)
 
 PARAMS = ("seed", "classes", "target", "model", "train")
 # Seeds the validation split's one augmentation with ``seed``: far above any epoch number, so
@@ -62,21 +78,59 @@ def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> dict[int, fl
     return weights
 
 
+def training_stores(patterns_dir: Path, synthetic_dir: Path, data: str) -> list[Path]:
+    """The pattern stores whose training splits the model learns from (params train.data):
+    the real structures', the synthesize stage's, or both. Validation and test stay real."""
+    return {
+        "real": [patterns_dir],
+        "synthetic": [synthetic_dir],
+        "real_and_synthetic": [patterns_dir, synthetic_dir],
+    }[data]
+
+
+def check_store_settings(stores: list[Path]) -> dict[str, Any]:
+    """The patterns stage's settings, shared by every store (a synthetic store simulated on
+    another grid or wavelength than the real one is an error naming it)."""
+    settings = [json.loads((store / PATTERN_SETTINGS_FILE).read_text()) for store in stores]
+    for store, other in zip(stores[1:], settings[1:], strict=True):
+        if other != settings[0]:
+            raise XrdsymError(
+                f"{store}: simulated with other settings than {stores[0]}; "
+                "re-run `dvc repro synthesize`"
+            )
+    return settings[0]
+
+
+def split_labels(
+    stores: list[Path], split: str, classes: list[str], target: str, space_groups: list[str] | None
+) -> Labels:
+    """The class indices of ``split`` in every store, one after the other, per head."""
+    parts = [
+        read_split_labels(store, split, classes, target=target, space_groups=space_groups)
+        for store in stores
+    ]
+    if isinstance(parts[0], dict):
+        return {head: np.concatenate([part[head] for part in parts]) for head in parts[0]}
+    return np.concatenate(parts)
+
+
 def augmented_inputs(
-    patterns_dir: Path,
+    stores: list[Path],
     split: str,
     pattern_settings: dict[str, Any],
     classes: list[str],
     target: str,
     augment: AugmentSettings,
     preprocess: InputSettings,
-) -> tuple[functools.partial[np.ndarray], np.ndarray]:
-    """What makes a split's model inputs from its peak lists, ``make_inputs(positions, rng)``:
-    perturbed on the patterns stage's grid and wavelength, then through the input transform;
-    and the split's class indices."""
-    table, labels, _ = read_peak_split(patterns_dir, split, classes, target=target)
+) -> functools.partial[np.ndarray]:
+    """What makes the model inputs of a split of ``stores`` (one after the other) from their
+    peak lists, ``make_inputs(positions, rng)``: perturbed on the patterns stage's grid and
+    wavelength, then through the input transform."""
+    table = PeakTable.concatenate(
+        [read_peak_split(store, split, classes, target=target)[0] for store in stores]
+    )
     wavelength = parse_wavelength(pattern_settings["wavelength"])
-    make_inputs = functools.partial(
+    return functools.partial(
         augmented_pattern_inputs,
         table=table,
         grid=pattern_grid(pattern_settings),
@@ -86,110 +140,191 @@ def augmented_inputs(
         reflections=peak_reflections(table, wavelength),
         preprocess=preprocess,
     )
-    return make_inputs, labels
+
+
+def model_heads(params: dict[str, Any]) -> dict[str, list[str]]:
+    """The model's softmax heads, name -> classes: the target's, and the space groups of the
+    crystal systems with train.space_group_head."""
+    target, section = params["target"], params["train"]
+    heads = {PRIMARY_HEAD: target_classes(target, params["classes"])}
+    if section["space_group_head"]:
+        if target != "crystal_system" or MODEL_INPUTS[params["model"]] != "pattern":
+            raise ParamsError(
+                "params.yaml: train.space_group_head=true is for a 1D model (cnn1d, resnet1d) "
+                f"with target crystal_system, not {params['model']} with target {target}"
+            )
+        heads[SPACE_GROUP_HEAD] = target_classes("space_group", params["classes"])
+    return heads
 
 
 def run(
     params: dict[str, Any],
     images_dir: Path,
     patterns_dir: Path,
+    synthetic_dir: Path,
     model_dir: Path,
     live_dir: Path,
 ) -> None:
     """Write ``model_dir/model.keras``, its numpy export ``inference.npz`` where the model has
-    one, and ``model_dir/model.json`` (target, classes, preprocessing, calibration
-    temperature); log per-epoch loss and accuracy with DVCLive in ``live_dir``."""
+    one, and ``model_dir/model.json`` (target, heads, preprocessing, calibration temperatures);
+    an ensemble (train.ensemble) writes ``model_<k>.keras`` and ``inference_<k>.npz`` for its
+    members after the first. Log per-epoch loss and accuracy with DVCLive in ``live_dir``
+    (the first member's curves; the summary has every member's)."""
     section = params["train"]
     target = params["target"]
-    classes = target_classes(target, params["classes"])
+    heads = model_heads(params)
+    classes = heads[PRIMARY_HEAD]
+    space_groups = heads.get(SPACE_GROUP_HEAD)
     input_kind = MODEL_INPUTS[params["model"]]
     augment = AugmentSettings.from_params(section["augment"])
     if augment is not None and input_kind == "image":
         raise ParamsError(
             f"params.yaml: train.augment.enabled=true is invalid for model {params['model']}: "
-            "it trains on the images stage's fixed images; augmentation is for cnn1d"
+            "it trains on the images stage's fixed images; augmentation is for 1D models"
         )
-    keras.utils.set_random_seed(params["seed"])
-    pattern_settings = json.loads((patterns_dir / PATTERN_SETTINGS_FILE).read_text())
+    if section["data"] != "real" and input_kind == "image":
+        raise ParamsError(
+            f"params.yaml: train.data={section['data']} is for 1D models: the images stage "
+            "draws the real structures' patterns only"
+        )
+    stores = training_stores(patterns_dir, synthetic_dir, section["data"])
+    pattern_settings = check_store_settings(
+        [patterns_dir, *(store for store in stores if store != patterns_dir)]
+    )
     image_settings = None
     if input_kind == "image":
         image_settings = json.loads((images_dir / IMAGE_SETTINGS_FILE).read_text())["image"]
-    # An image model reads the images stage's fixed images; train.preprocess is for cnn1d.
+    # An image model reads the images stage's fixed images; train.preprocess is for 1D models.
     preprocess = (
         InputSettings.from_params(section["preprocess"]) if input_kind == "pattern" else None
     )
     grid = pattern_grid(pattern_settings)
-    train_data: tuple[np.ndarray, np.ndarray] | FreshBatches
+    labels = functools.partial(
+        split_labels, classes=classes, target=target, space_groups=space_groups
+    )
+    y_train, y_val = labels(stores, "train"), labels([patterns_dir], "val")
+    make_train = None
     if preprocess is None:
-        x_val, y_val, _ = read_split(
-            input_kind, images_dir, patterns_dir, "val", classes, target=target
-        )
-        train_data = read_split(
-            input_kind, images_dir, patterns_dir, "train", classes, target=target
-        )[:2]
+        x_val = read_split(input_kind, images_dir, patterns_dir, "val", classes, target=target)[0]
+        x_train = read_split(input_kind, images_dir, patterns_dir, "train", classes, target=target)[
+            0
+        ]
     elif augment is None:
-        x_val, y_val, _ = preprocessed_pattern_split(
-            patterns_dir, "val", classes, grid, preprocess, target=target
+        x_val, x_train = (
+            np.concatenate(
+                [
+                    preprocessed_pattern_split(
+                        store, split, classes, grid, preprocess, target=target
+                    )[0]
+                    for store in split_stores
+                ]
+            )
+            for split, split_stores in (("val", [patterns_dir]), ("train", stores))
         )
-        train_data = preprocessed_pattern_split(
-            patterns_dir, "train", classes, grid, preprocess, target=target
-        )[:2]
     else:
         split_inputs = functools.partial(
             augmented_inputs,
-            patterns_dir,
             pattern_settings=pattern_settings,
             classes=classes,
             target=target,
             augment=augment,
             preprocess=preprocess,
         )
-        make_train, y_train = split_inputs("train")
-        # Threads, not processes: nothing is copied or pickled, and numpy releases the GIL in
-        # most of its array loops.
-        train_data = FreshBatches(
-            y_train,
-            make_train,
-            section["batch_size"],
-            params["seed"],
-            workers=section["augment"]["workers"],
+        make_train = split_inputs(stores, "train")
+        x_val = inputs_made_once(
+            split_inputs([patterns_dir], "val"),
+            len(head_labels(y_val)),
+            (params["seed"], VALIDATION_STREAM),
         )
-        make_val, y_val = split_inputs("val")
-        x_val = inputs_made_once(make_val, len(y_val), (params["seed"], VALIDATION_STREAM))
-    y_train = train_data.labels if isinstance(train_data, FreshBatches) else train_data[1]
-    # float16 compute with float32 weights (faster on GPUs with tensor cores, slower on a
-    # CPU), for this model only: Keras' dtype policy is global.
-    with mixed_precision(section["mixed_precision"]):
-        model = build_model(params["model"], x_val.shape[1:], len(classes), section)
-        settings = TrainSettings(
-            epochs=section["epochs"],
-            batch_size=section["batch_size"],
-            learning_rate=section["learning_rate"],
-            patience=section["patience"],
-            class_weight=class_weights(y_train, len(classes), section["class_weight"]),
-        )
-        print(
-            f"train: {params['model']} on {len(y_train)} training "
-            f"{'patterns augmented afresh every epoch' if augment else input_kind + 's'} and "
-            f"{len(x_val)} validation {input_kind}s{' augmented once' if augment else ''}, "
-            f"{model.count_params():,} parameters, "
-            f"Keras backend {keras.backend.backend()}"
-        )
-        with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
-            result = fit(model, train_data, (x_val, y_val), settings, live)
-            val_probabilities = model.predict(x_val, batch_size=settings.batch_size, verbose=0)
-            temperature = fit_temperature(val_probabilities, y_val)
-            # DVCLive's summary holds the last epoch; record which epoch's weights were kept.
-            live.summary["best_epoch"] = result.best_epoch
-            live.summary["best_val_loss"] = result.best_val_loss
-            live.summary["epochs_run"] = result.epochs_run
-            live.summary["train_seconds"] = round(result.seconds, 1)
-            live.summary["n_train"] = len(y_train)
-            live.summary["n_val"] = len(x_val)
-            live.summary["temperature"] = round(temperature, 4)
-            live.summary["val_nll_calibrated"] = negative_log_likelihood(
-                apply_temperature(val_probabilities, temperature), y_val
+    weights = sample_weights(
+        head_labels(y_train),
+        class_weights(head_labels(y_train), len(classes), section["class_weight"]),
+    )
+    settings = TrainSettings(
+        epochs=section["epochs"],
+        batch_size=section["batch_size"],
+        learning_rate=section["learning_rate"],
+        patience=section["patience"],
+        loss_weights={PRIMARY_HEAD: 1.0}
+        | ({SPACE_GROUP_HEAD: section["space_group_loss_weight"]} if space_groups else {}),
+    )
+    n_train, n_val = len(weights), len(x_val)
+    members, models = [], []
+    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
+        for member in range(section["ensemble"]):
+            # Each member its own initial weights, batch order and augmentation draws.
+            seed = params["seed"] + member
+            keras.utils.set_random_seed(seed)
+            train_data = (
+                (x_train, y_train, weights)
+                if make_train is None
+                # Threads, not processes: nothing is copied or pickled, and numpy releases
+                # the GIL in most of its array loops.
+                else FreshBatches(
+                    y_train,
+                    weights,
+                    make_train,
+                    section["batch_size"],
+                    seed,
+                    workers=section["augment"]["workers"],
+                )
             )
+            # float16 compute with float32 weights (faster on GPUs with tensor cores, slower
+            # on a CPU), for this model only: Keras' dtype policy is global.
+            with mixed_precision(section["mixed_precision"]):
+                model = build_model(
+                    params["model"], x_val.shape[1:], {h: len(c) for h, c in heads.items()}, section
+                )
+                print(
+                    f"train: {params['model']} member {member + 1} of {section['ensemble']} on "
+                    f"{n_train} training "
+                    f"{'patterns augmented afresh every epoch' if augment else input_kind + 's'} "
+                    f"({', '.join(map(str, stores))}) and {n_val} validation {input_kind}s"
+                    f"{' augmented once' if augment else ''}, heads {', '.join(heads)}, "
+                    f"{model.count_params():,} parameters, "
+                    f"Keras backend {keras.backend.backend()}"
+                )
+                # The curves are the first member's: DVCLive's steps are one sequence.
+                result = fit(
+                    model, train_data, (x_val, y_val), settings, live if member == 0 else None
+                )
+                outputs = head_outputs(
+                    model.predict(x_val, batch_size=settings.batch_size, verbose=0)
+                )
+            temperatures = {
+                head: fit_temperature(outputs[head], head_labels(y_val, head)) for head in heads
+            }
+            members.append(
+                {
+                    "model": member_file(MODEL_FILE, member),
+                    "inference": member_file(INFERENCE_FILE, member),
+                    "seed": seed,
+                    "temperatures": temperatures,
+                    "best_epoch": result.best_epoch,
+                    "epochs_run": result.epochs_run,
+                    "train_seconds": round(result.seconds, 1),
+                    "val_nll_calibrated": negative_log_likelihood(
+                        apply_temperature(outputs[PRIMARY_HEAD], temperatures[PRIMARY_HEAD]),
+                        head_labels(y_val),
+                    ),
+                }
+            )
+            models.append(model)
+            print(
+                f"train: member {member + 1}: {result.seconds:.0f} s, kept epoch "
+                f"{result.best_epoch} of {result.epochs_run} (validation loss "
+                f"{result.best_val_loss:.3f}), temperatures "
+                + ", ".join(f"{h} {t:.2f}" for h, t in temperatures.items())
+            )
+        # DVCLive's summary holds the first member's last epoch; record what was kept.
+        live.summary["best_epoch"] = members[0]["best_epoch"]
+        live.summary["epochs_run"] = members[0]["epochs_run"]
+        live.summary["train_seconds"] = round(sum(m["train_seconds"] for m in members), 1)
+        live.summary["n_train"] = n_train
+        live.summary["n_val"] = n_val
+        live.summary["temperature"] = round(members[0]["temperatures"][PRIMARY_HEAD], 4)
+        live.summary["val_nll_calibrated"] = members[0]["val_nll_calibrated"]
+        live.summary["members"] = members
     meta = {
         "format": MODEL_FORMAT,
         "xrdsym_version": __version__,
@@ -197,12 +332,13 @@ def run(
         "input": input_kind,
         "target": target,
         "classes": classes,
+        "heads": heads,
+        "members": members,
         "preprocessing": {
             "pattern": pattern_settings,
             "image": image_settings,
             "inputs": None if preprocess is None else preprocess.to_json(),
         },
-        "temperature": temperature,
         "train": section,
         # Identifies the run's settings: the train stage's params and the preprocessing.
         "params_hash": hashlib.sha256(
@@ -212,12 +348,10 @@ def run(
     }
     with atomic_path(model_dir) as tmp:
         tmp.mkdir()
-        model.save(tmp / MODEL_FILE)
-        # The numpy export lets `xrdsym predict` answer without starting Keras (1D CNN only).
-        save_inference(model, tmp / INFERENCE_FILE)
+        for model, member in zip(models, members, strict=True):
+            model.save(tmp / member["model"])
+            # The numpy export lets `xrdsym predict` answer without starting Keras.
+            if not save_inference(model, tmp / member["inference"]):
+                member["inference"] = None
         write_json(tmp / META_FILE, meta)
-    print(
-        f"train: {result.seconds:.0f} s, kept epoch {result.best_epoch} of {result.epochs_run} "
-        f"(validation loss {result.best_val_loss:.3f}), temperature {temperature:.2f} "
-        f"-> {model_dir}"
-    )
+    print(f"train: {len(models)} member(s) -> {model_dir}")
