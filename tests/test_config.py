@@ -5,12 +5,13 @@ import yaml
 
 from xrdsym.config import load_params, stage_params, validate
 from xrdsym.errors import ParamsError
-from xrdsym.stages import download, evaluate, images, patterns, train
+from xrdsym.stages import download, evaluate, images, patterns, synthesize, train
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = {
     "download": download,
     "patterns": patterns,
+    "synthesize": synthesize,
     "images": images,
     "train": train,
     "evaluate": evaluate,

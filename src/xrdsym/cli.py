@@ -48,6 +48,15 @@ def _patterns(args: argparse.Namespace) -> None:
         patterns.run(params, args.structures, args.out, args.metrics)
 
 
+def _synthesize(args: argparse.Namespace) -> None:
+    from xrdsym.parallel import dask_scheduler
+    from xrdsym.stages import synthesize
+
+    params = _params(args, synthesize.PARAMS)
+    with dask_scheduler(params["dask_scheduler"], params["n_jobs"]):
+        synthesize.run(params, args.structures, args.patterns, args.out, args.metrics)
+
+
 def _images(args: argparse.Namespace) -> None:
     from xrdsym.stages import images
 
@@ -332,6 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--structures", type=Path, default=Path("data/structures"))
     sub.add_argument("--out", type=Path, default=Path("data/patterns"))
     sub.add_argument("--metrics", type=Path, default=Path("metrics/patterns.json"))
+
+    sub = stage(
+        "synthesize",
+        "draw synthetic crystals from the training split's Wyckoff statistics and simulate them",
+        _synthesize,
+    )
+    sub.add_argument("--structures", type=Path, default=Path("data/structures"))
+    sub.add_argument("--patterns", type=Path, default=Path("data/patterns"))
+    sub.add_argument("--out", type=Path, default=Path("data/synthetic"))
+    sub.add_argument("--metrics", type=Path, default=Path("metrics/synthesize.json"))
 
     sub = stage("images", "draw a square image of every pattern", _images)
     sub.add_argument("--patterns", type=Path, default=Path("data/patterns"))

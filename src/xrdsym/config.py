@@ -239,6 +239,13 @@ def _patterns(section: dict[str, Any]) -> None:
     _integer("patterns.chunk_size", section["chunk_size"], minimum=1)
 
 
+def _synthesize(section: dict[str, Any]) -> None:
+    _integer("synthesize.n_structures", section["n_structures"], minimum=0)
+    _integer("synthesize.max_atoms", section["max_atoms"], minimum=1)
+    _integer("synthesize.max_attempts", section["max_attempts"], minimum=1)
+    _number("synthesize.attempt_timeout_s", section["attempt_timeout_s"], minimum=0, strict=True)
+
+
 def _images(section: dict[str, Any]) -> None:
     _choice("images.method", section["method"], IMAGE_METHODS)
     _integer("images.size", section["size"], minimum=MIN_IMAGE_SIZE)
@@ -321,6 +328,7 @@ _KEY_CHECKS: dict[str, Callable[[Any], None]] = {
 _SECTION_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "download": _download,
     "patterns": _patterns,
+    "synthesize": _synthesize,
     "images": _images,
     "train": _train,
     "evaluate": _evaluate,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
@@ -50,11 +51,25 @@ def structure_type_key(space_group: int, wyckoff_letters: Sequence[str]) -> str:
     return f"{space_group}:{''.join(sorted(wyckoff_letters))}"
 
 
-def analyse_symmetry(
-    structure: Structure, symprec: float, angle_tolerance: float
-) -> tuple[int, str, str]:
-    """Space-group number, crystal system and structure type that spglib finds for
-    ``structure`` (see :func:`structure_type_key`).
+@dataclass(frozen=True)
+class SymmetryOrbits:
+    """What spglib finds for a structure: its space group and, per crystallographic orbit (in
+    the order of the orbit's first site), the Wyckoff letter and the element on it (the most
+    abundant one on a disordered site)."""
+
+    space_group: int
+    crystal_system: str
+    letters: tuple[str, ...]
+    elements: tuple[str, ...]
+
+    @property
+    def structure_type(self) -> str:
+        return structure_type_key(self.space_group, self.letters)
+
+
+def analyse_orbits(structure: Structure, symprec: float, angle_tolerance: float) -> SymmetryOrbits:
+    """Space group, crystal system and occupied Wyckoff orbits that spglib finds for
+    ``structure``.
 
     Args:
         structure: the crystal structure.
@@ -65,6 +80,22 @@ def analyse_symmetry(
     dataset = analyzer.get_symmetry_dataset()
     # One letter per crystallographic orbit: its first atom stands for all of it.
     orbits = sorted(set(dataset.equivalent_atoms))
-    letters = [dataset.wyckoffs[atom] for atom in orbits]
-    number = analyzer.get_space_group_number()
-    return number, analyzer.get_crystal_system(), structure_type_key(number, letters)
+    elements = []
+    for atom in orbits:
+        species, _ = max(structure[int(atom)].species.items(), key=lambda item: item[1])
+        elements.append(species.symbol)
+    return SymmetryOrbits(
+        space_group=analyzer.get_space_group_number(),
+        crystal_system=analyzer.get_crystal_system(),
+        letters=tuple(str(dataset.wyckoffs[atom]) for atom in orbits),
+        elements=tuple(elements),
+    )
+
+
+def analyse_symmetry(
+    structure: Structure, symprec: float, angle_tolerance: float
+) -> tuple[int, str, str]:
+    """Space-group number, crystal system and structure type that spglib finds for
+    ``structure`` (see :func:`structure_type_key` and :func:`analyse_orbits`)."""
+    orbits = analyse_orbits(structure, symprec, angle_tolerance)
+    return orbits.space_group, orbits.crystal_system, orbits.structure_type

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pyxtal import pyxtal
@@ -107,6 +107,39 @@ def _time_limit(seconds: float) -> Iterator[None]:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(thread_id, None)
 
 
+class PlacementFailed(Exception):
+    """PyXtal gave no valid crystal for one draw; the message says why."""
+
+
+def place_atoms(
+    group: int,
+    species: Sequence[str],
+    counts: Sequence[int],
+    timeout_s: float,
+    random_state: int,
+    **options: Any,
+) -> Structure:
+    """The crystal PyXtal builds in space group ``group`` with ``counts`` atoms of each of
+    ``species`` in the conventional cell, within ``timeout_s`` seconds.
+
+    ``options`` go to ``pyxtal.from_random`` (``factor``, ``lattice``, ``sites``, ...). Raises
+    PlacementFailed, with the reason, for a draw that times out, fails or is not valid.
+    """
+    crystal = pyxtal()
+    try:
+        with _time_limit(timeout_s):
+            crystal.from_random(
+                3, group, list(species), list(counts), random_state=random_state, **options
+            )
+    except AttemptTimeout:
+        raise PlacementFailed(f"placement took longer than {timeout_s:g} s") from None
+    except Exception as exc:  # PyXtal signals failures with many exception types
+        raise PlacementFailed(f"pyxtal: {exc.__class__.__name__}: {exc}") from exc
+    if not crystal.valid:
+        raise PlacementFailed("pyxtal could not place the atoms")
+    return crystal.to_pymatgen()
+
+
 def random_composition(
     group: Group, rng: np.random.Generator, settings: SyntheticSettings
 ) -> tuple[list[str], list[int]] | None:
@@ -153,26 +186,19 @@ def generate_structure(
         if composition is None:
             continue
         species, counts = composition
-        crystal = pyxtal()
         try:
-            with _time_limit(settings.attempt_timeout_s):
-                crystal.from_random(
-                    3,
-                    number,
-                    species,
-                    counts,
-                    factor=settings.volume_factor,
-                    random_state=int(rng.integers(2**31)),
-                )
-        except AttemptTimeout:
-            last_error = f"placement took longer than {settings.attempt_timeout_s:g} s"
+            structure = place_atoms(
+                number,
+                species,
+                counts,
+                settings.attempt_timeout_s,
+                random_state=int(rng.integers(2**31)),
+                factor=settings.volume_factor,
+            )
+        except PlacementFailed as exc:
+            last_error = str(exc)
             continue
-        except Exception as exc:  # PyXtal signals failures with many exception types
-            last_error = f"pyxtal: {exc.__class__.__name__}: {exc}"
-            continue
-        if crystal.valid:
-            return crystal.to_pymatgen(), number
-        last_error = "pyxtal could not place the atoms"
+        return structure, number
     raise RuntimeError(f"{last_error} (after {settings.max_attempts} attempts)")
 
 

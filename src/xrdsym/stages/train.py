@@ -301,6 +301,7 @@ def run(
                     "seed": seed,
                     "temperatures": temperatures,
                     "best_epoch": result.best_epoch,
+                    "best_val_loss": result.best_val_loss,
                     "epochs_run": result.epochs_run,
                     "train_seconds": round(result.seconds, 1),
                     "val_nll_calibrated": negative_log_likelihood(
