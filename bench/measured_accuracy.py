@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import xrdsym
+from xrdsym.inference import SPACE_GROUP_HEAD
 from xrdsym.io import write_json
 from xrdsym.measured import parse_wavelength
 from xrdsym.prediction import (
@@ -51,7 +52,13 @@ def score_set(
     )
     predictions = classify(classifier, reading.prepared, k=1)
     target = classifier.meta.get("target", "crystal_system")
-    scores = score_predictions(predictions, labels, target, classifier.classes)
+    scores = score_predictions(
+        predictions,
+        labels,
+        target,
+        classifier.classes,
+        space_groups=classifier.heads.get(SPACE_GROUP_HEAD),
+    )
     return scores | {
         "failed": reading.failures,
         "not_patterns": reading.not_patterns,

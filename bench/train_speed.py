@@ -7,8 +7,9 @@ Run after `dvc repro` (it reads data/patterns, and data/images when the images s
 them). Each case trains a fresh model for ``--steps`` batches after a warm-up (graph tracing)
 with Keras' own fit loop, the way the train stage does:
 
-- cnn1d: the stored patterns (numpy arrays cut into batches by Keras);
-- cnn1d_augmented: batches made afresh from the peak lists (params train.augment, defaults);
+- cnn1d, resnet1d: the stored patterns (numpy arrays cut into batches by Keras);
+- cnn1d_augmented, resnet1d_augmented: batches made afresh from the peak lists (params
+  train.augment, defaults), through the input transform (train.preprocess);
 - mobilenetv2: the images stage's array store (only if data/images/images.npy exists);
 - mobilenetv2_224: the paper's full-size network (alpha 1.0, 224 x 224), ceiling only, for the
   cost of the paper profile.
@@ -86,13 +87,14 @@ def _case(
     steps: int,
 ) -> dict[str, Any]:
     keras.utils.set_random_seed(0)
-    real = _samples_per_second(build_model(model_name, shape, 7, settings), data, labels, steps)
+    heads = {"classes": 7}
+    real = _samples_per_second(build_model(model_name, shape, heads, settings), data, labels, steps)
     # The ceiling: the same model on random tensors of the same shape, already in memory.
     rng = np.random.default_rng(0)
     random_x = keras.ops.convert_to_tensor(rng.random((steps * BATCH, *shape), np.float32))
     random_y = keras.ops.convert_to_tensor(rng.integers(0, 7, steps * BATCH))
     keras.utils.set_random_seed(0)
-    model = build_model(model_name, shape, 7, settings)
+    model = build_model(model_name, shape, heads, settings)
     ceiling = _samples_per_second(model, random_x, random_y, steps)
     print(f"{name}: {real:.1f} samples/s, ceiling {ceiling:.1f}, ratio {real / ceiling:.2f}")
     return {
@@ -122,13 +124,11 @@ def main() -> None:
     }
     cases = results["cases"]
     x, y, _ = read_split("pattern", args.images, args.patterns, "train", CLASSES)
-    cases["cnn1d"] = _case("cnn1d", "cnn1d", x, y, x.shape[1:], settings, args.steps)
-
     augment = AugmentSettings.from_params({**settings["augment"], "enabled": True})
     pattern_settings = json.loads((args.patterns / "settings.json").read_text())
     # As the train stage feeds it: perturbed afresh, then through the model's input transform.
-    make_inputs, labels = augmented_inputs(
-        args.patterns,
+    make_inputs = augmented_inputs(
+        [args.patterns],
         "train",
         pattern_settings,
         CLASSES,
@@ -136,12 +136,13 @@ def main() -> None:
         augment,
         InputSettings.from_params(settings["preprocess"]),
     )
-    batches = FreshBatches(
-        labels, make_inputs, BATCH, seed=0, workers=settings["augment"]["workers"]
-    )
-    cases["cnn1d_augmented"] = _case(
-        "cnn1d_augmented", "cnn1d", batches, None, x.shape[1:], settings, args.steps
-    )
+    for model_name in ("cnn1d", "resnet1d"):
+        cases[model_name] = _case(model_name, model_name, x, y, x.shape[1:], settings, args.steps)
+        batches = FreshBatches(
+            y, np.ones(len(y)), make_inputs, BATCH, seed=0, workers=settings["augment"]["workers"]
+        )
+        name = f"{model_name}_augmented"
+        cases[name] = _case(name, model_name, batches, None, x.shape[1:], settings, args.steps)
 
     if (args.images / IMAGES_FILE).exists():
         images, image_labels, _ = read_split("image", args.images, args.patterns, "train", CLASSES)
@@ -158,7 +159,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     full = rng.integers(0, 256, (args.steps * BATCH, 224, 224, 3)).astype(np.float32)
     keras.utils.set_random_seed(0)
-    model = build_model("mobilenetv2", full.shape[1:], 7, paper)
+    model = build_model("mobilenetv2", full.shape[1:], {"classes": 7}, paper)
     speed = _samples_per_second(model, full, rng.integers(0, 7, len(full)), args.steps)
     cases["mobilenetv2_224_alpha1_ceiling"] = {
         "random_tensor_samples_per_second": round(speed, 1),
