@@ -78,7 +78,7 @@ def test_repro_then_nothing_then_sigma_sweep_then_image_model(tmp_path):
     _run(repo, "git", "commit", "-qm", "tiny params")
 
     first = _run(repo, "dvc", "repro")
-    for stage in ["download", "patterns", "images", "train", "evaluate"]:
+    for stage in ["download", "patterns", "synthesize", "images", "train", "evaluate"]:
         assert f"Running stage '{stage}'" in first
     # The default data: a seeded subset of the embedded real set, split by structure type.
     download = json.loads((repo / "metrics" / "download.json").read_text())
@@ -168,6 +168,33 @@ def test_repro_then_nothing_then_sigma_sweep_then_image_model(tmp_path):
     # Without --model, `xrdsym predict` uses the model shipped with xrdsym, and says so.
     answer = _run(repo, "xrdsym", "predict", "nacl.cif")
     assert "shipped with xrdsym" in answer and "crystal system (calibrated" in answer
+
+    # The residual network with a space-group head, an ensemble of two, trained on the real
+    # training split and synthetic crystals drawn from its statistics.
+    _run(repo, "git", "checkout", "--", "params.yaml")
+    strong = _run(
+        repo,
+        *("dvc", "exp", "run", "-S", "model=resnet1d", "-S", "train.space_group_head=true"),
+        *("-S", "train.ensemble=2", "-S", "synthesize.n_structures=12"),
+        *("-S", "train.data=real_and_synthetic"),
+    )
+    assert "Running stage 'patterns'" not in strong
+    for stage in ["synthesize", "train", "evaluate"]:
+        assert f"Running stage '{stage}'" in strong
+    synthetic = pd.read_csv(repo / "data" / "synthetic" / "index.csv")
+    assert len(synthetic) > 0 and set(synthetic["split"]) == {"train"}
+    meta = json.loads((repo / "models" / "model.json").read_text())
+    assert meta["model"] == "resnet1d" and len(meta["members"]) == 2
+    assert len(meta["heads"]["space_group"]) == 230
+    train_summary = json.loads((repo / "metrics" / "train" / "metrics.json").read_text())
+    real_train = (pd.read_csv(repo / "data" / "patterns" / "index.csv")["split"] == "train").sum()
+    assert train_summary["n_train"] == real_train + len(synthetic)
+    metrics = json.loads((repo / "metrics" / "metrics.json").read_text())
+    head = metrics["space_group_head"]
+    assert 0 <= head["top1_accuracy"] <= head["top5_accuracy"] <= 1
+    assert len(metrics["calibration"]["temperatures"]) == 2
+    answer = _run(repo, "xrdsym", "predict", "nacl.cif", "--model", "models")
+    assert "space group (head besides)" in answer and "run by numpy" in answer
 
     # AMCSD minerals instead of the embedded set (a seeded few).
     _run(repo, "git", "checkout", "--", "params.yaml")
