@@ -170,13 +170,13 @@ def test_repro_then_nothing_then_sigma_sweep_then_image_model(tmp_path):
     assert "shipped with xrdsym" in answer and "crystal system (calibrated" in answer
 
     # The residual network with a space-group head, an ensemble of two, trained on the real
-    # training split and synthetic crystals drawn from its statistics.
+    # training split and synthetic crystals drawn from its statistics, on the log-d axis.
     _run(repo, "git", "checkout", "--", "params.yaml")
     strong = _run(
         repo,
         *("dvc", "exp", "run", "-S", "model=resnet1d", "-S", "train.space_group_head=true"),
         *("-S", "train.ensemble=2", "-S", "synthesize.n_structures=12"),
-        *("-S", "train.data=real_and_synthetic"),
+        *("-S", "train.data=real_and_synthetic", "-S", "train.preprocess.coordinate=log_d"),
     )
     assert "Running stage 'patterns'" not in strong
     for stage in ["synthesize", "train", "evaluate"]:
@@ -185,6 +185,7 @@ def test_repro_then_nothing_then_sigma_sweep_then_image_model(tmp_path):
     assert len(synthetic) > 0 and set(synthetic["split"]) == {"train"}
     meta = json.loads((repo / "models" / "model.json").read_text())
     assert meta["model"] == "resnet1d" and len(meta["members"]) == 2
+    assert meta["preprocessing"]["inputs"]["coordinate"] == "log_d"
     assert len(meta["heads"]["space_group"]) == 230
     train_summary = json.loads((repo / "metrics" / "train" / "metrics.json").read_text())
     real_train = (pd.read_csv(repo / "data" / "patterns" / "index.csv")["split"] == "train").sum()

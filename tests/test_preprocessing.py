@@ -14,10 +14,15 @@ from xrdsym.inputs import augmented_pattern_inputs
 from xrdsym.measured import read_measured
 from xrdsym.prediction import META_FILE, load_classifier, prepare_measured
 from xrdsym.preprocessing import (
+    COORDINATES,
+    LOG_D_MIN_TWO_THETA_DEG,
     NO_PREPROCESSING,
     InputSettings,
+    _bins,
+    coordinate_axis,
     covered_span,
     model_inputs,
+    resample_bins,
     snip_backgrounds,
     snip_half_window,
 )
@@ -25,6 +30,8 @@ from xrdsym.preprocessing import (
 CU_KA = 1.54184
 SNIP = InputSettings("snip", 3.0, 0.0)
 FINE = TwoThetaGrid(0, 90, 0.02)
+# No background removal or smoothing: the axis alone.
+NONE_ON = {c: InputSettings("none", 3.0, 0.0, c) for c in COORDINATES}
 # Measurement-like perturbations with a truncated scan, so that the pattern is zero outside it.
 MEASURED_LIKE = AugmentSettings(
     instrument_fwhm_deg=(0.2, 0.3),
@@ -150,10 +157,18 @@ def test_a_measured_scan_reads_as_the_same_scan_augmented_in_training(
 
 def test_settings_round_trip_through_json():
     settings = InputSettings.from_params(
-        {"background": "none", "background_window_deg": 2, "smooth_points": 1.5}
+        {
+            "background": "none",
+            "background_window_deg": 2,
+            "smooth_points": 1.5,
+            "coordinate": "log_d",
+        }
     )
-    assert settings == InputSettings("none", 2.0, 1.5)
+    assert settings == InputSettings("none", 2.0, 1.5, "log_d")
     assert InputSettings.from_json(json.loads(json.dumps(settings.to_json()))) == settings
+    # A model from before the coordinate was recorded read 2θ.
+    old = {"background": "snip", "background_window_deg": 3.0, "smooth_points": 0.0}
+    assert InputSettings.from_json(old).coordinate == "two_theta"
 
 
 @pytest.mark.parametrize(
@@ -165,10 +180,16 @@ def test_settings_round_trip_through_json():
         ({"smooth_points": -1}, "train.preprocess.smooth_points=-1 is invalid"),
         ({"smooth_points": True}, "train.preprocess.smooth_points=True is invalid"),
         ({"smooth_points": float("nan")}, "train.preprocess.smooth_points=nan is invalid"),
+        ({"coordinate": "d"}, "train.preprocess.coordinate='d' is invalid: must be one of"),
     ],
 )
 def test_invalid_params_name_the_key(change, message):
-    section = {"background": "snip", "background_window_deg": 3.0, "smooth_points": 0} | change
+    section = {
+        "background": "snip",
+        "background_window_deg": 3.0,
+        "smooth_points": 0,
+        "coordinate": "two_theta",
+    } | change
     with pytest.raises(ParamsError, match=re.escape(message)):
         InputSettings.from_params(section)
 
@@ -182,3 +203,88 @@ def test_missing_param_and_bad_stored_settings_are_named():
         )
     with pytest.raises(XrdsymError, match="need exactly background"):
         InputSettings.from_json({"background": "snip"})
+
+
+def _bragg_two_theta(d_angstrom: np.ndarray, wavelength: float = 1.5406) -> np.ndarray:
+    return 2 * np.degrees(np.arcsin(wavelength / (2 * d_angstrom)))
+
+
+def _peaks_on(grid: TwoThetaGrid, centres: np.ndarray, fwhm_deg: float = 0.06) -> np.ndarray:
+    sigma = fwhm_deg / 2.3548
+    values = grid.values[:, None]
+    return np.exp(-0.5 * ((values - centres) / sigma) ** 2).sum(axis=1)[None].astype(np.float32)
+
+
+@pytest.mark.parametrize("coordinate", COORDINATES)
+def test_a_peak_lands_where_the_axis_says_its_angle_is(coordinate):
+    axis = coordinate_axis(FINE, coordinate)
+    assert len(axis) == FINE.size and np.all(np.diff(axis) > 0)
+    for centre in (12.0, 33.3, 71.0):
+        seen = model_inputs(_peaks_on(FINE, np.array([centre])), FINE, NONE_ON[coordinate])[0]
+        peak = int(np.argmax(seen))
+        assert seen.max() == 1
+        # Within one bin of the point whose angle is the peak's.
+        assert axis[max(peak - 1, 0)] <= centre <= axis[min(peak + 1, FINE.size - 1)]
+
+
+@pytest.mark.parametrize("coordinate", ["q", "sin2theta", "log_d"])
+def test_bin_means_keep_the_integral_of_the_pattern(coordinate):
+    """Narrow peaks anywhere (a comb, where the new axis is coarser than the grid too): the
+    bins' means times their widths add up to the pattern's integral over the axis' range."""
+    rng = np.random.default_rng(0)
+    rows = np.concatenate(
+        [
+            rng.random((2, FINE.size)),
+            _peaks_on(FINE, np.arange(6.0, 89.0, 0.7), fwhm_deg=0.03),
+        ]
+    )
+    interval, fraction, step = _bins(FINE, coordinate)
+    means = resample_bins(rows, interval, fraction, step)
+    edges_deg = FINE.start + (interval + fraction) * step
+    fine = np.linspace(edges_deg[0], edges_deg[-1], 400_001)
+    for row, mean in zip(rows, means, strict=True):
+        exact = np.trapezoid(np.interp(fine, FINE.values, row), fine)
+        np.testing.assert_allclose((mean * np.diff(edges_deg)).sum(), exact, rtol=1e-5)
+
+
+def test_on_the_log_d_axis_a_larger_lattice_is_a_shift():
+    """Every d-spacing 1 % larger moves every peak by the same number of log-d points."""
+    d_spacings = np.array([4.1, 3.2, 2.45, 1.9, 1.55, 1.3])
+    settings = NONE_ON["log_d"]
+    before = model_inputs(_peaks_on(FINE, _bragg_two_theta(d_spacings)), FINE, settings)[0]
+    after = model_inputs(_peaks_on(FINE, _bragg_two_theta(d_spacings * 1.01)), FINE, settings)[0]
+    # Expected: log(1.01) over the axis' spacing in log d, towards lower angles.
+    low, high = (np.log(np.sin(np.radians(a) / 2)) for a in (LOG_D_MIN_TWO_THETA_DEG, 90.0))
+    expected = np.log(1.01) / ((high - low) / (FINE.size - 1))
+    lags = np.arange(-200, 1)
+    correlation = [np.dot(np.roll(before, lag), after) for lag in lags]
+    assert abs(-lags[int(np.argmax(correlation))] - expected) <= 1
+    # Peak by peak too: each moved by that many points, within one.
+    for centre in _bragg_two_theta(d_spacings):
+        index_before = np.searchsorted(coordinate_axis(FINE, "log_d"), centre)
+        window = slice(index_before - 120, index_before + 5)
+        moved = index_before - 120 + int(np.argmax(after[window]))
+        assert abs((index_before - moved) - expected) <= 1.5
+
+
+@pytest.mark.parametrize("coordinate", ["q", "log_d"])
+def test_a_truncated_scan_stays_zero_outside_on_any_axis(coordinate):
+    # Peaks on a small flat level, from 20 to 60 degrees only.
+    rows = _peaks_on(FINE, np.array([25.0, 40.0, 55.0])) + 0.01
+    rows[:, : int(20 / FINE.step)] = 0
+    rows[:, int(60 / FINE.step) :] = 0
+    axis = coordinate_axis(FINE, coordinate)
+    seen = model_inputs(rows, FINE, NONE_ON[coordinate])[0]
+    # A bin that straddles an end of the scan takes part of it; beyond, nothing.
+    outside = (axis < 20 - 0.1) | (axis > 60 + 0.1)
+    assert seen[outside].max() == 0 and seen.max() == 1
+    assert seen[(axis > 21) & (axis < 59)].min() > 0
+
+
+def test_the_two_theta_axis_is_the_transform_as_before():
+    rows = np.random.default_rng(3).random((4, FINE.size)).astype(np.float32)
+    assert np.array_equal(
+        model_inputs(rows, FINE, InputSettings("snip", 3.0, 0.0, "two_theta")),
+        model_inputs(rows, FINE, InputSettings("snip", 3.0, 0.0)),
+    )
+    np.testing.assert_array_equal(coordinate_axis(FINE, "two_theta"), FINE.values)

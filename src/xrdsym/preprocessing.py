@@ -8,8 +8,14 @@ evaluation's test split, measured scans and simulated structures in ``predict``.
    down to one grid point, on the part of each pattern its scan covers (from its first to its
    last non-zero point), edges padded with the edge value; or none;
 2. smoothing: a Gaussian of ``smooth_points`` grid points (0: none);
-3. clipped at 0, zero outside the covered part, each pattern scaled to a highest point of 1
-   (a pattern with nothing left stays all zero).
+3. clipped at 0, zero outside the covered part;
+4. the input axis (``coordinate``): the 2θ grid itself, or the same number of points evenly
+   spaced in Q (∝ sin θ), in sin²θ, or in log d (= log λ/2 − log sin θ: on it a uniform
+   change of the lattice's size is a pure shift, which a convolution handles as it handles
+   any shift), each point the mean of the piecewise-linear pattern over its bin (so narrow
+   peaks are not lost where the new axis is coarser than the grid); the log-d axis starts at
+   LOG_D_MIN_TWO_THETA_DEG (d is infinite at 2θ = 0);
+5. each pattern scaled to a highest point of 1 (a pattern with nothing left stays all zero).
 
 The train stage records the :class:`InputSettings` in the model directory, so ``predict``
 applies them by itself. Pure numpy and scipy: no pybaselines (whose SNIP is the reference the
@@ -18,6 +24,7 @@ tests compare :func:`snip_backgrounds` with) and no pandas or pymatgen at import
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 from numbers import Real
@@ -30,6 +37,11 @@ from xrdsym.diffraction import TwoThetaGrid
 from xrdsym.errors import ParamsError, XrdsymError
 
 BACKGROUNDS = ("snip", "none")
+# Axes the model may read patterns on (see the module docstring, step 4).
+COORDINATES = ("two_theta", "q", "sin2theta", "log_d")
+# Lowest angle of the log-d axis, degrees 2θ: d = 17.7 Å at Cu Kα; training scans start at
+# 5-15 degrees.
+LOG_D_MIN_TWO_THETA_DEG = 5.0
 # Width in degrees 2θ of SNIP's largest clipping window: wider than any Bragg peak, narrower
 # than the slow swell of an amorphous or air-scatter background.
 SNIP_WINDOW_DEG = 3.0
@@ -47,11 +59,14 @@ class InputSettings:
         background: "snip" (remove it) or "none".
         background_window_deg: width of SNIP's largest clipping window, degrees 2θ.
         smooth_points: σ of the Gaussian smoothing, in grid points (0: none).
+        coordinate: the input axis, one of COORDINATES.
     """
 
     background: str
     background_window_deg: float
     smooth_points: float
+    # Models from before the choice existed recorded no coordinate: they read 2θ.
+    coordinate: str = "two_theta"
 
     @classmethod
     def from_params(cls, section: dict[str, Any]) -> InputSettings:
@@ -71,6 +86,7 @@ class InputSettings:
             values["background"],
             float(values["background_window_deg"]),
             float(values["smooth_points"]),
+            values["coordinate"],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -79,8 +95,11 @@ class InputSettings:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InputSettings:
-        """Settings from :meth:`to_json`'s object; XrdsymError if it is not one."""
+        """Settings from :meth:`to_json`'s object (one without ``coordinate``, from before
+        it existed, reads 2θ); XrdsymError if it is not one."""
         names = [field.name for field in fields(cls)]
+        if isinstance(data, dict) and "coordinate" not in data:
+            data = data | {"coordinate": "two_theta"}
         if not isinstance(data, dict) or sorted(data) != sorted(names):
             raise XrdsymError(f"model input settings {data!r}: need exactly {', '.join(names)}")
         for name in names:
@@ -94,6 +113,8 @@ def _why_invalid(name: str, value: Any) -> str | None:
     """Why ``value`` cannot be the setting ``name``, or None."""
     if name == "background":
         return None if value in BACKGROUNDS else f"must be one of {', '.join(BACKGROUNDS)}"
+    if name == "coordinate":
+        return None if value in COORDINATES else f"must be one of {', '.join(COORDINATES)}"
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
         return "must be a finite number"
     if name == "background_window_deg" and value <= 0:
@@ -184,5 +205,82 @@ def _transform(patterns: np.ndarray, grid: TwoThetaGrid, settings: InputSettings
     if settings.smooth_points > 0:
         patterns = gaussian_filter1d(patterns, settings.smooth_points, axis=1, mode="constant")
     patterns = np.where(covered, np.maximum(patterns, 0), 0).astype(np.float32)
+    if settings.coordinate != "two_theta":
+        patterns = resample_bins(patterns, *_bins(grid, settings.coordinate))
     highest = patterns.max(axis=1, keepdims=True)
     return np.divide(patterns, highest, out=np.zeros_like(patterns), where=highest > 0)
+
+
+def _axis_value(two_theta_deg: np.ndarray, coordinate: str) -> np.ndarray:
+    """The coordinate of angles 2θ (degrees), up to a constant factor or offset: sin θ for Q,
+    sin²θ, log sin θ for log d (increasing with 2θ, as d decreases)."""
+    sine = np.sin(np.radians(two_theta_deg) / 2)
+    if coordinate == "q":
+        return sine
+    if coordinate == "sin2theta":
+        return sine**2
+    return np.log(sine)
+
+
+def _two_theta_of(value: np.ndarray, coordinate: str) -> np.ndarray:
+    """The inverse of :func:`_axis_value`: angles 2θ in degrees."""
+    if coordinate == "q":
+        sine = value
+    elif coordinate == "sin2theta":
+        sine = np.sqrt(np.maximum(value, 0))
+    else:
+        sine = np.exp(value)
+    return 2 * np.degrees(np.arcsin(np.clip(sine, 0, 1)))
+
+
+def _axis_range(grid: TwoThetaGrid, coordinate: str) -> tuple[float, float]:
+    low = max(grid.start, LOG_D_MIN_TWO_THETA_DEG) if coordinate == "log_d" else grid.start
+    high = grid.values[-1]
+    if not low < high:
+        raise XrdsymError(
+            f"coordinate {coordinate}: the grid {grid.start:g}-{grid.stop:g} degrees leaves "
+            f"no range (log d starts at {LOG_D_MIN_TWO_THETA_DEG:g} degrees)"
+        )
+    return low, high
+
+
+def coordinate_axis(grid: TwoThetaGrid, coordinate: str) -> np.ndarray:
+    """The angle 2θ (degrees) of each of the grid.size points of the ``coordinate`` axis:
+    evenly spaced in that coordinate over the grid's range (log d from
+    LOG_D_MIN_TWO_THETA_DEG). For two_theta, the grid's own values."""
+    if coordinate == "two_theta":
+        return grid.values
+    low, high = (_axis_value(np.array(a), coordinate) for a in _axis_range(grid, coordinate))
+    return _two_theta_of(np.linspace(low, high, grid.size), coordinate)
+
+
+@functools.lru_cache(maxsize=16)
+def _bins(grid: TwoThetaGrid, coordinate: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """The bins of the ``coordinate`` axis's points on the 2θ grid: for every bin edge
+    (midway between points in the coordinate, the ends at the axis' ends) the grid interval
+    it falls in and its fraction of a step there; and the grid step."""
+    low, high = (_axis_value(np.array(a), coordinate) for a in _axis_range(grid, coordinate))
+    centres = np.linspace(low, high, grid.size)
+    edges = np.concatenate([[low], (centres[:-1] + centres[1:]) / 2, [high]])
+    position = (_two_theta_of(edges, coordinate) - grid.start) / grid.step
+    position = np.clip(position, 0, grid.size - 1)
+    interval = np.minimum(np.floor(position).astype(np.int64), grid.size - 2)
+    return interval, position - interval, grid.step
+
+
+def resample_bins(
+    patterns: np.ndarray, interval: np.ndarray, fraction: np.ndarray, step: float
+) -> np.ndarray:
+    """Mean of each row's piecewise-linear pattern (N x points on an even grid ``step``
+    apart) over every bin, the bins given by their edges' grid interval and fraction of a
+    step (see :func:`_bins`): the difference of the cumulative integral at the edges over
+    the bin's width. All rows at once."""
+    rows = np.asarray(patterns, dtype=np.float64)
+    # Integral from the first grid point to each grid point (trapezoids are exact for a
+    # piecewise-linear pattern), then to each edge inside its interval.
+    cumulative = np.zeros_like(rows)
+    np.cumsum((rows[:, 1:] + rows[:, :-1]) * (step / 2), axis=1, out=cumulative[:, 1:])
+    left, right = rows[:, interval], rows[:, interval + 1]
+    at_edges = cumulative[:, interval] + step * (fraction * left + fraction**2 / 2 * (right - left))
+    widths = np.diff((interval + fraction) * step)
+    return (np.diff(at_edges, axis=1) / np.maximum(widths, 1e-12)).astype(np.float32)
