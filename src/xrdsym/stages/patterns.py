@@ -137,6 +137,22 @@ def process_record(
     return row, pattern, peaks, reciprocal
 
 
+def record_worker(settings: dict[str, Any]) -> Callable[[dict[str, Any]], Any]:
+    """:func:`process_record` with the simulation settings of a store's settings.json (the
+    patterns stage's own, or those a synthetic store copies from it)."""
+    return functools.partial(
+        process_record,
+        wavelength=settings["wavelength"],
+        grid=TwoThetaGrid(
+            settings["two_theta_min"], settings["two_theta_max"], settings["two_theta_step"]
+        ),
+        sigma=settings["sigma_points"],
+        symprec=settings["symprec"],
+        angle_tolerance=settings["angle_tolerance"],
+        simulator=settings["simulator"],
+    )
+
+
 def simulate_chunk(
     records: list[dict[str, Any]],
     worker: Callable[[dict[str, Any]], Any],
@@ -287,15 +303,7 @@ def run(params: dict[str, Any], structures_dir: Path, out_dir: Path, metrics_pat
         "angle_tolerance": section["angle_tolerance"],
         "simulator": section["simulator"],
     }
-    worker = functools.partial(
-        process_record,
-        wavelength=params["wavelength"],
-        grid=grid,
-        sigma=params["sigma"],
-        symprec=section["symprec"],
-        angle_tolerance=section["angle_tolerance"],
-        simulator=section["simulator"],
-    )
+    worker = record_worker(settings)
     structures_path = structures_dir / STRUCTURES_FILE
     chunk_size = section["chunk_size"]
     key = chunk_cache_key(

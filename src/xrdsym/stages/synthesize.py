@@ -50,7 +50,7 @@ from xrdsym.stages.patterns import (
     SETTINGS_FILE,
     TWO_THETA_FILE,
     assemble_chunks,
-    process_record,
+    record_worker,
     simulate_chunk,
 )
 
@@ -166,15 +166,7 @@ def run(
             section["max_atoms"], section["max_attempts"], section["attempt_timeout_s"]
         ),
     )
-    simulator = functools.partial(
-        process_record,
-        wavelength=settings["wavelength"],
-        grid=grid,
-        sigma=settings["sigma_points"],
-        symprec=settings["symprec"],
-        angle_tolerance=settings["angle_tolerance"],
-        simulator=settings["simulator"],
-    )
+    simulator = record_worker(settings)
     requested: Counter = Counter()
     delivered: Counter = Counter()
     generate_rejects: list[dict[str, str]] = []
