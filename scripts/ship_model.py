@@ -22,9 +22,8 @@ from pathlib import Path
 import keras
 import yaml
 
-from xrdsym.inference import INFERENCE_FILE
 from xrdsym.io import atomic_path, write_json
-from xrdsym.prediction import META_FILE, MODEL_FILE, read_model_meta
+from xrdsym.prediction import META_FILE, model_heads, model_members, read_model_meta
 
 SHIPPED = Path("src/xrdsym/shipped_model")  # where `xrdsym predict` looks without --model
 PROVENANCE_FILE = "provenance.json"
@@ -54,8 +53,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     meta = read_model_meta(args.model)
-    if not (args.model / INFERENCE_FILE).exists():
-        raise SystemExit(f"{args.model}: no {INFERENCE_FILE}; ship a model that predict can run")
+    members = model_members(meta)
+    for member in members:
+        if not member["inference"] or not (args.model / member["inference"]).exists():
+            raise SystemExit(
+                f"{args.model}: no numpy export of {member['model']}; ship a model that "
+                "predict can run without Keras"
+            )
     lock = yaml.safe_load(Path("dvc.lock").read_text())
     provenance = {
         "reproduce": args.reproduce,
@@ -66,16 +70,20 @@ def main() -> None:
         "git_commit": _git("rev-parse", "HEAD").strip(),
         "params": yaml.safe_load(Path("params.yaml").read_text()),
         "data": _stage_outputs(lock, "patterns") | _stage_outputs(lock, "train"),
-        "model": {key: meta[key] for key in ("model", "classes", "params_hash", "keras_backend")},
+        "model": {key: meta[key] for key in ("model", "classes", "params_hash", "keras_backend")}
+        | {"heads": list(model_heads(meta)), "ensemble_members": len(members)},
         "test_metrics": json.loads(args.metrics.read_text()),
         "measured_dev_sets": json.loads(args.measured.read_text()) if args.measured else None,
     }
     with atomic_path(SHIPPED) as tmp:
         tmp.mkdir()
-        for name in (META_FILE, INFERENCE_FILE):
-            shutil.copy2(args.model / name, tmp / name)
-        # Without the optimizer's state (two more copies of every weight): inference only.
-        keras.saving.load_model(args.model / MODEL_FILE, compile=False).save(tmp / MODEL_FILE)
+        shutil.copy2(args.model / META_FILE, tmp / META_FILE)
+        for member in members:
+            shutil.copy2(args.model / member["inference"], tmp / member["inference"])
+            # Without the optimizer's state (two more copies of every weight): inference only.
+            keras.saving.load_model(args.model / member["model"], compile=False).save(
+                tmp / member["model"]
+            )
         write_json(tmp / PROVENANCE_FILE, provenance)
     size = sum(path.stat().st_size for path in SHIPPED.iterdir()) / 1e6
     print(f"shipped {args.model} -> {SHIPPED} ({size:.1f} MB)")
