@@ -1,7 +1,7 @@
 """Benchmark the training input pipeline: samples/s of the real training loop against the same
 model trained on random tensors of the same shape already in memory (the ceiling).
 
-    python bench/train_speed.py --steps 40 --out bench/results/train.json
+    python bench/train_speed.py --steps 40 --repeats 3 --out bench/results/train.json
 
 Run after `dvc repro` (it reads data/patterns, and data/images when the images stage drew
 them). Each case trains a fresh model for ``--steps`` batches after a warm-up (graph tracing)
@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,20 +62,29 @@ def _device() -> str:
     return f"tensorflow: {gpus[0].name if gpus else 'cpu'}"
 
 
-def _samples_per_second(model: keras.Model, data: Any, labels: Any, steps: int) -> float:
-    """Samples/s of ``model.fit`` over ``steps`` batches of ``data`` (arrays or a PyDataset),
-    after one warm-up fit that traces the graph."""
+def _fitter(model: keras.Model, data: Any, labels: Any, steps: int) -> Callable[[], float]:
+    """Compile ``model`` and trace its graph with one warm-up fit on ``data`` (arrays or a
+    PyDataset); returns a function giving samples/s of ``model.fit`` over ``steps`` batches."""
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     if isinstance(data, FreshBatches):
         model.fit(data, epochs=1, steps_per_epoch=2, verbose=0)
+
+        def fit() -> None:
+            model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+
+    else:
+        n = steps * BATCH
+        model.fit(data[: 2 * BATCH], labels[: 2 * BATCH], batch_size=BATCH, verbose=0)
+
+        def fit() -> None:
+            model.fit(data[:n], labels[:n], batch_size=BATCH, epochs=1, verbose=0)
+
+    def samples_per_second() -> float:
         start = time.perf_counter()
-        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+        fit()
         return steps * BATCH / (time.perf_counter() - start)
-    n = steps * BATCH
-    model.fit(data[: 2 * BATCH], labels[: 2 * BATCH], batch_size=BATCH, verbose=0)
-    start = time.perf_counter()
-    model.fit(data[:n], labels[:n], batch_size=BATCH, epochs=1, verbose=0)
-    return n / (time.perf_counter() - start)
+
+    return samples_per_second
 
 
 def _case(
@@ -85,22 +95,29 @@ def _case(
     shape: tuple[int, ...],
     settings: dict,
     steps: int,
+    repeats: int,
 ) -> dict[str, Any]:
-    keras.utils.set_random_seed(0)
     heads = {"classes": 7}
-    real = _samples_per_second(build_model(model_name, shape, heads, settings), data, labels, steps)
+    keras.utils.set_random_seed(0)
+    model = build_model(model_name, shape, heads, settings)
+    real = _fitter(model, data, labels, steps)
     # The ceiling: the same model on random tensors of the same shape, already in memory.
     rng = np.random.default_rng(0)
     random_x = keras.ops.convert_to_tensor(rng.random((steps * BATCH, *shape), np.float32))
     random_y = keras.ops.convert_to_tensor(rng.integers(0, 7, steps * BATCH))
     keras.utils.set_random_seed(0)
-    model = build_model(model_name, shape, heads, settings)
-    ceiling = _samples_per_second(model, random_x, random_y, steps)
-    print(f"{name}: {real:.1f} samples/s, ceiling {ceiling:.1f}, ratio {real / ceiling:.2f}")
+    ceiling = _fitter(build_model(model_name, shape, heads, settings), random_x, random_y, steps)
+    # Alternated, medians: on a shared CPU one measurement of either can be off by 1.5x.
+    speeds = [(real(), ceiling()) for _ in range(repeats)]
+    real_speed = float(np.median([speed for speed, _ in speeds]))
+    ceiling_speed = float(np.median([speed for _, speed in speeds]))
+    ratio = real_speed / ceiling_speed
+    print(f"{name}: {real_speed:.1f} samples/s, ceiling {ceiling_speed:.1f}, ratio {ratio:.2f}")
     return {
-        "samples_per_second": round(real, 1),
-        "random_tensor_samples_per_second": round(ceiling, 1),
-        "ratio": round(real / ceiling, 3),
+        "samples_per_second": round(real_speed, 1),
+        "random_tensor_samples_per_second": round(ceiling_speed, 1),
+        "ratio": round(ratio, 3),
+        "repeats": [[round(a, 1), round(b, 1)] for a, b in speeds],
         "parameters": model.count_params(),
     }
 
@@ -110,6 +127,9 @@ def main() -> None:
     parser.add_argument("--patterns", type=Path, default=Path("data/patterns"))
     parser.add_argument("--images", type=Path, default=Path("data/images"))
     parser.add_argument("--steps", type=int, default=40, help="batches of 32 per measurement")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="alternated measurements of each (median)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/train.json"))
     args = parser.parse_args()
     params = yaml.safe_load(Path("params.yaml").read_text())
@@ -120,6 +140,7 @@ def main() -> None:
         "keras_backend": keras.backend.backend(),
         "batch_size": BATCH,
         "steps": args.steps,
+        "repeats": args.repeats,
         "cases": {},
     }
     cases = results["cases"]
@@ -137,12 +158,16 @@ def main() -> None:
         InputSettings.from_params(settings["preprocess"]),
     )
     for model_name in ("cnn1d", "resnet1d"):
-        cases[model_name] = _case(model_name, model_name, x, y, x.shape[1:], settings, args.steps)
+        cases[model_name] = _case(
+            model_name, model_name, x, y, x.shape[1:], settings, args.steps, args.repeats
+        )
         batches = FreshBatches(
             y, np.ones(len(y)), make_inputs, BATCH, seed=0, workers=settings["augment"]["workers"]
         )
         name = f"{model_name}_augmented"
-        cases[name] = _case(name, model_name, batches, None, x.shape[1:], settings, args.steps)
+        cases[name] = _case(
+            name, model_name, batches, None, x.shape[1:], settings, args.steps, args.repeats
+        )
 
     if (args.images / IMAGES_FILE).exists():
         images, image_labels, _ = read_split("image", args.images, args.patterns, "train", CLASSES)
@@ -154,13 +179,14 @@ def main() -> None:
             images.shape[1:],
             settings,
             args.steps,
+            args.repeats,
         )
     paper = {**settings, "alpha": 1.0}
     rng = np.random.default_rng(0)
     full = rng.integers(0, 256, (args.steps * BATCH, 224, 224, 3)).astype(np.float32)
     keras.utils.set_random_seed(0)
     model = build_model("mobilenetv2", full.shape[1:], {"classes": 7}, paper)
-    speed = _samples_per_second(model, full, rng.integers(0, 7, len(full)), args.steps)
+    speed = _fitter(model, full, rng.integers(0, 7, len(full)), args.steps)()
     cases["mobilenetv2_224_alpha1_ceiling"] = {
         "random_tensor_samples_per_second": round(speed, 1),
         "parameters": model.count_params(),
