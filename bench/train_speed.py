@@ -107,7 +107,7 @@ def _case(
     random_y = keras.ops.convert_to_tensor(rng.integers(0, 7, steps * BATCH))
     keras.utils.set_random_seed(0)
     ceiling = _fitter(build_model(model_name, shape, heads, settings), random_x, random_y, steps)
-    # Alternated, medians: on a shared CPU one measurement of either can be off by 1.5x.
+    # Alternated, medians: on a shared CPU one measurement of either was off by up to 1.7x.
     speeds = [(real(), ceiling()) for _ in range(repeats)]
     real_speed = float(np.median([speed for speed, _ in speeds]))
     ceiling_speed = float(np.median([speed for _, speed in speeds]))
