@@ -59,7 +59,11 @@ def score_set(
         classifier.classes,
         space_groups=classifier.heads.get(SPACE_GROUP_HEAD),
     )
+    significance = [p.peak_significance for p in predictions if p.peak_significance is not None]
     return scores | {
+        # Every scan here holds peaks: how close the no-peaks check comes to calling one empty.
+        "no_peaks": sum(p.no_peaks for p in predictions),
+        "lowest_peak_significance": round(min(significance), 1) if significance else None,
         "failed": reading.failures,
         "not_patterns": reading.not_patterns,
         "notes": reading.notes,

@@ -33,7 +33,13 @@ from xrdsym.prediction import (
     read_model_meta,
     score_predictions,
 )
-from xrdsym.preprocessing import MEASURED_DEFAULT, NO_PREPROCESSING, InputSettings, model_inputs
+from xrdsym.preprocessing import (
+    MEASURED_DEFAULT,
+    MIN_PEAK_SIGNIFICANCE,
+    NO_PREPROCESSING,
+    InputSettings,
+    model_inputs,
+)
 
 
 def _measured(structure, wavelength: str, low: float, high: float, step: float = 0.01):
@@ -645,7 +651,7 @@ def test_min_confidence_reports_uncertain_patterns(tmp_path, capsys):
     printed = capsys.readouterr()
     table = dict(line.split("\t", 1) for line in printed.out.splitlines() if "\tmeasured\t" in line)
     assert "uncertain" not in table[str(DATA / "nacl_cu.xy")]
-    assert "\tuncertain: " in table[str(noise)]
+    assert "\tno peaks: uncertain: " in table[str(noise)]
     assert "uncertain: 1 of 2 patterns (top probability below 0.9)" in printed.err
     assert "coverage 0.50, accuracy on answered 1.00, accuracy over all 0.50" in printed.out
     out = tmp_path / "out.json"
@@ -659,6 +665,30 @@ def test_min_confidence_reports_uncertain_patterns(tmp_path, capsys):
     assert (
         capsys.readouterr().err == "xrdsym predict: error: --min-confidence 1: must be in [0, 1)\n"
     )
+
+
+def test_predict_says_when_no_peak_stands_out_of_the_noise(tmp_path, capsys):
+    """A scan of pure noise is answered, but flagged in the table, the JSON and a warning;
+    halite's scan and a structure are not."""
+    noise = _noise_scan(tmp_path / "noise.xy")
+    out = tmp_path / "out.json"
+    command = ["predict", str(DATA / "nacl_cu.xy"), str(noise), str(DATA / "nacl.cif")]
+
+    assert main(command) == 0
+
+    printed = capsys.readouterr()
+    table = dict(line.split("\t", 1) for line in printed.out.splitlines() if "\t" in line)
+    assert "\tno peaks: cubic " in table[str(noise)]
+    assert "no peaks" not in table[str(DATA / "nacl_cu.xy")]
+    assert f"warning: {noise}: no peak stands out of the noise (strongest " in printed.err
+    assert printed.err.count("no peak stands out") == 1
+    assert main([*command, "--json", str(out)]) == 0
+    rows = {row["source"]: row for row in json.loads(out.read_text())["patterns"]}
+    assert rows[str(noise)]["no_peaks"] is True
+    assert rows[str(noise)]["peak_significance"] < MIN_PEAK_SIGNIFICANCE
+    assert rows[str(DATA / "nacl_cu.xy")]["peak_significance"] > 10 * MIN_PEAK_SIGNIFICANCE
+    structure = [row for row in rows.values() if row["kind"] != "measured"]
+    assert [(row["no_peaks"], row["peak_significance"]) for row in structure] == [(False, None)]
 
 
 def test_predict_skips_files_in_a_folder_that_are_not_patterns(tmp_path, capsys):

@@ -16,12 +16,14 @@ from xrdsym.prediction import META_FILE, load_classifier, prepare_measured
 from xrdsym.preprocessing import (
     COORDINATES,
     LOG_D_MIN_TWO_THETA_DEG,
+    MIN_PEAK_SIGNIFICANCE,
     NO_PREPROCESSING,
     InputSettings,
     _bins,
     coordinate_axis,
     covered_span,
     model_inputs,
+    peak_significance,
     resample_bins,
     snip_backgrounds,
     snip_half_window,
@@ -288,3 +290,21 @@ def test_the_two_theta_axis_is_the_transform_as_before():
         model_inputs(rows, FINE, InputSettings("snip", 3.0, 0.0)),
     )
     np.testing.assert_array_equal(coordinate_axis(FINE, "two_theta"), FINE.values)
+
+
+def test_peak_significance_tells_pure_noise_from_a_weak_peak():
+    """Poisson noise at any level stays below MIN_PEAK_SIGNIFICANCE, on a flat or a sloping
+    background; one narrow peak of 2,000 counts over about 14,000 (17 σ of one point) stands
+    out, as does any peak without noise."""
+    rng = np.random.default_rng(1)
+    two_theta = np.arange(5, 90, 0.01)
+    for level in (3, 100, 10_000):
+        for _ in range(5):
+            counts = rng.poisson(level, two_theta.size)
+            assert peak_significance(two_theta, counts, 3.0) < MIN_PEAK_SIGNIFICANCE
+    peak = 2_000 * np.exp(-4 * np.log(2) * ((two_theta - 40) / 0.1) ** 2)
+    background = 10_000 + 100 * (two_theta - 5)
+    assert peak_significance(two_theta, background + peak, 3.0) > 100 * MIN_PEAK_SIGNIFICANCE
+    noisy = rng.poisson(background + peak)
+    assert peak_significance(two_theta, noisy, 3.0) > 2 * MIN_PEAK_SIGNIFICANCE
+    assert peak_significance(two_theta, rng.poisson(background), 3.0) < MIN_PEAK_SIGNIFICANCE

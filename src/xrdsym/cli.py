@@ -105,7 +105,7 @@ def _predict(args: argparse.Namespace) -> int:
         read_model_meta,
         score_predictions,
     )
-    from xrdsym.preprocessing import BACKGROUNDS
+    from xrdsym.preprocessing import BACKGROUNDS, MIN_PEAK_SIGNIFICANCE
 
     if args.top_k < 1:
         raise XrdsymError(f"--top-k {args.top_k}: must be at least 1")
@@ -164,6 +164,13 @@ def _predict(args: argparse.Namespace) -> int:
                 f"{classifier.wavelength:.4f} Å; the rest is treated as no peaks",
                 file=sys.stderr,
             )
+        if prediction.no_peaks:
+            print(
+                f"warning: {prediction.source}: no peak stands out of the noise (strongest "
+                f"{prediction.peak_significance:.1f} σ above the background, under "
+                f"{MIN_PEAK_SIGNIFICANCE:g}): the answer says nothing about a crystalline phase",
+                file=sys.stderr,
+            )
     rows = [
         {
             "source": p.source,
@@ -171,6 +178,10 @@ def _predict(args: argparse.Namespace) -> int:
             "wavelength_angstrom": round(p.wavelength, 6),
             "covered_fraction": round(p.covered_fraction, 4),
             "uncertain": p.confidence < args.min_confidence,
+            "peak_significance": (
+                None if p.peak_significance is None else round(p.peak_significance, 1)
+            ),
+            "no_peaks": p.no_peaks,
             "predictions": [{target: name, "probability": round(prob, 4)} for name, prob in p.top],
         }
         # A model with a space-group head besides names the most probable space groups too.
@@ -248,6 +259,8 @@ def _prediction_table(rows: list[dict], target: str) -> str:
             f"{item[target]} {item['probability']:.2f}" for item in row["predictions"]
         )
         answer = f"uncertain: {ranked}" if row["uncertain"] else ranked
+        if row["no_peaks"]:
+            answer = f"no peaks: {answer}"
         if "space_groups" in row:
             answer += "\tspace group " + "  ".join(
                 f"{item['space_group']} {item['probability']:.2f}" for item in row["space_groups"]

@@ -47,7 +47,14 @@ from xrdsym.inference import (
     head_outputs,
 )
 from xrdsym.measured import MeasuredPattern, parse_wavelength
-from xrdsym.preprocessing import MEASURED_DEFAULT, NO_PREPROCESSING, InputSettings, model_inputs
+from xrdsym.preprocessing import (
+    MEASURED_DEFAULT,
+    MIN_PEAK_SIGNIFICANCE,
+    NO_PREPROCESSING,
+    InputSettings,
+    model_inputs,
+    peak_significance,
+)
 
 MODEL_FILE = "model.keras"
 META_FILE = "model.json"
@@ -304,6 +311,7 @@ class Prepared:
     wavelength: float
     covered_fraction: float
     settings: InputSettings
+    peak_significance: float | None = None
 
 
 def prepare_measured(
@@ -346,7 +354,10 @@ def prepare_measured(
             "removal (try --background none)"
         )
     fraction = (min(high, grid.stop) - max(low, grid.start)) / (grid.stop - grid.start)
-    return Prepared(normalised, source_wavelength, float(fraction), settings)
+    significance = peak_significance(
+        pattern.two_theta, pattern.intensities, settings.background_window_deg
+    )
+    return Prepared(normalised, source_wavelength, float(fraction), settings, significance)
 
 
 def prepare_structure(structure: Any, meta: dict[str, Any]) -> Prepared:
@@ -376,7 +387,9 @@ class Prediction:
     """The answer for one pattern: where it came from, whether it was measured or simulated
     from a structure, the wavelength (Å) it was taken at, the covered fraction of the model's
     range, the top classes, every class's calibrated probability, the pattern the model saw,
-    and the top space groups of a model with a space-group head besides (else empty)."""
+    the top space groups of a model with a space-group head besides (else empty), and for a
+    measured scan its peak significance (see :func:`~xrdsym.preprocessing.peak_significance`;
+    None for a structure)."""
 
     source: str
     kind: str
@@ -386,6 +399,15 @@ class Prediction:
     probabilities: np.ndarray
     intensities: np.ndarray
     space_groups: list[tuple[str, float]] = field(default_factory=list)
+    peak_significance: float | None = None
+
+    @property
+    def no_peaks(self) -> bool:
+        """A measured scan in which no peak stands out of the noise: its answer says nothing
+        about a crystalline phase."""
+        return self.peak_significance is not None and self.peak_significance < (
+            MIN_PEAK_SIGNIFICANCE
+        )
 
     @property
     def confidence(self) -> float:
@@ -560,6 +582,7 @@ def classify(
                     row,
                     inputs[i],
                     top_k(heads[SPACE_GROUP_HEAD][i], space_groups, k) if space_groups else [],
+                    ready.peak_significance,
                 )
             )
     return predictions

@@ -36,6 +36,11 @@ from scipy.ndimage import gaussian_filter1d
 from xrdsym.diffraction import TwoThetaGrid
 from xrdsym.errors import ParamsError, XrdsymError
 
+# The narrowest Bragg peaks measured (FWHM, degrees 2θ; see params train.augment): what
+# peak_significance averages over.
+PEAK_WIDTH_DEG = 0.05
+# Below this peak_significance no peak stands out of the noise (pure Poisson noise: under 8).
+MIN_PEAK_SIGNIFICANCE = 10.0
 BACKGROUNDS = ("snip", "none")
 # Axes the model may read patterns on (see the module docstring, step 4).
 COORDINATES = ("two_theta", "q", "sin2theta", "log_d")
@@ -175,6 +180,35 @@ def snip_backgrounds(
         np.minimum(centre, mean[:, :width], out=mean[:, :width])
         np.copyto(centre, mean[:, :width], where=reach[:, i : i + width] >= i)
     return padded[:, half_window : half_window + size]
+
+
+def peak_significance(
+    two_theta_deg: np.ndarray, intensities: np.ndarray, background_window_deg: float
+) -> float:
+    """How far a scan's strongest peak stands above its SNIP background, in units of the
+    scan's own noise: the highest point of the background-free scan, averaged over the width
+    of the narrowest Bragg peak (PEAK_WIDTH_DEG, so that a peak keeps its height and noise
+    averages down), over the noise of such an average (robust σ of the point-to-point
+    differences, / √2 for two points, / √points averaged), measured from the median of the
+    averaged scan. Pure Poisson noise gives under 8, the measured development scans 11.9 and
+    more (``bench/measured_accuracy.py``: lowest_peak_significance); a hump much wider than
+    a peak but narrower than SNIP can follow counts as a peak. Infinite for a noiseless
+    scan."""
+    two_theta = np.asarray(two_theta_deg, dtype=float)
+    counts = np.asarray(intensities, dtype=float)
+    step = float(np.median(np.diff(two_theta)))
+    half_window = max(1, round(background_window_deg / 2 / step))
+    last = np.array([counts.size - 1])
+    background = snip_backgrounds(counts[None], np.array([0]), last, half_window)[0]
+    points = max(1, round(PEAK_WIDTH_DEG / step))
+    averaged = np.convolve(counts - background, np.ones(points) / points, mode="valid")
+    noise = 1.4826 * float(np.median(np.abs(np.diff(counts)))) / math.sqrt(2 * points)
+    # SNIP's background follows the noise's lower envelope: measured from the residual's
+    # median, pure noise is a few σ, not the envelope's offset grown by the averaging.
+    height = float(averaged.max() - np.median(averaged))
+    if noise == 0:
+        return math.inf if height > 0 else 0.0
+    return height / noise
 
 
 def model_inputs(
