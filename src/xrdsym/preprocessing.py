@@ -191,9 +191,9 @@ def peak_significance(
     averages down), over the noise of such an average (robust σ of the point-to-point
     differences, / √2 for two points, / √points averaged), measured from the median of the
     averaged scan. Pure Poisson noise gives under 8, the measured development scans 11.9 and
-    more (``bench/measured_accuracy.py``: lowest_peak_significance); a hump much wider than
-    a peak but narrower than SNIP can follow counts as a peak. Infinite for a noiseless
-    scan."""
+    more (``bench/measured_accuracy.py``: lowest_peak_significance); an amorphous hump too
+    curved for SNIP's window counts as a peak. Infinite when most point-to-point differences
+    are zero (no noise)."""
     two_theta = np.asarray(two_theta_deg, dtype=float)
     counts = np.asarray(intensities, dtype=float)
     step = float(np.median(np.diff(two_theta)))
