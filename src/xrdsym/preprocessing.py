@@ -39,7 +39,7 @@ from xrdsym.errors import ParamsError, XrdsymError
 # The narrowest Bragg peaks measured (FWHM, degrees 2θ; see params train.augment): what
 # peak_significance averages over.
 PEAK_WIDTH_DEG = 0.05
-# Below this peak_significance no peak stands out of the noise (pure Poisson noise: under 8).
+# Below this peak_significance no peak stands out of the noise (tests: pure Poisson noise).
 MIN_PEAK_SIGNIFICANCE = 10.0
 BACKGROUNDS = ("snip", "none")
 # Axes the model may read patterns on (see the module docstring, step 4).
@@ -190,8 +190,9 @@ def peak_significance(
     of the narrowest Bragg peak (PEAK_WIDTH_DEG, so that a peak keeps its height and noise
     averages down), over the noise of such an average (robust σ of the point-to-point
     differences, / √2 for two points, / √points averaged), measured from the median of the
-    averaged scan. Pure Poisson noise gives under 8, the measured development scans 11.9 and
-    more (``bench/measured_accuracy.py``: lowest_peak_significance); an amorphous hump too
+    averaged scan. Pure Poisson noise stays below MIN_PEAK_SIGNIFICANCE (the tests), the
+    measured development scans are at 11.9 and more (``bench/measured_accuracy.py``:
+    lowest_peak_significance); an amorphous hump too
     curved for SNIP's window counts as a peak. Infinite when most point-to-point differences
     are zero (no noise)."""
     two_theta = np.asarray(two_theta_deg, dtype=float)
