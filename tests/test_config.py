@@ -66,6 +66,7 @@ def test_a_stage_sees_only_its_keys(params):
         ({"source": ["cif_dir", "cif_dir"]}, "lists a source twice"),
         ({"source": []}, "source=[]"),
         ({"train": {"class_weight": "inverse"}}, "train.class_weight='inverse'"),
+        ({"train": {"learning_rate_patience": 0}}, "train.learning_rate_patience=0"),
         ({"download": {"matminer": {"data_home": "m", "limit": 0}}}, "download.matminer.limit=0"),
         ({"download": {"matminer": {"data_home": "m"}}}, "missing key 'download.matminer.limit'"),
         ({"download": {"mp_api": {"per_system": {"cubical": 9}}}}, "per_system='cubical'"),

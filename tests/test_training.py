@@ -150,3 +150,28 @@ def test_multi_task_resnet1d_learns_both_heads_with_sample_weights(tmp_path):
         assert len(losses) == result.epochs_run == 4 and losses[-1] < losses[0], name
     # The target head's accuracy is logged as accuracy, for the same plots as one head.
     assert (plots / "accuracy.tsv").exists() and (plots / "space_group_accuracy.tsv").exists()
+
+
+def _plateau_fit(tmp_path, learning_rate_patience):
+    """A softmax regression fitted for 3 epochs at a learning rate too small to change its
+    validation loss: every epoch after the first is a plateau."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x, labels = rng.random((16, 20)).astype(np.float32), np.arange(16) % 2
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(2, activation="softmax")])
+    settings = TrainSettings(
+        epochs=3,
+        batch_size=8,
+        learning_rate=1e-9,
+        patience=4,
+        learning_rate_patience=learning_rate_patience,
+    )
+    with Live(dir=str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:
+        fit(model, (x, labels, np.ones(16)), (x[:8], labels[:8]), settings, live)
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+def test_the_learning_rate_halves_on_a_plateau_when_asked(tmp_path):
+    # Epochs 2 and 3 bring no better validation loss: halved after each, with patience 1.
+    assert np.isclose(_plateau_fit(tmp_path / "plateau", 1), 1e-9 / 4, rtol=1e-5)
+    assert np.isclose(_plateau_fit(tmp_path / "constant", None), 1e-9, rtol=1e-5)

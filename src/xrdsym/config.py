@@ -264,6 +264,8 @@ def _train(section: dict[str, Any]) -> None:
     _integer("train.batch_size", section["batch_size"], minimum=1)
     _number("train.learning_rate", section["learning_rate"], minimum=0, strict=True)
     _integer("train.patience", section["patience"], minimum=1)
+    if section["learning_rate_patience"] is not None:
+        _integer("train.learning_rate_patience", section["learning_rate_patience"], minimum=1)
     _number("train.alpha", section["alpha"], minimum=0, strict=True)
     momentum = _number("train.batchnorm_momentum", section["batchnorm_momentum"], minimum=0)
     if momentum >= 1:

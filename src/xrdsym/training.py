@@ -18,6 +18,9 @@ from xrdsym.inference import PRIMARY_HEAD
 if TYPE_CHECKING:
     from dvclive import Live
 
+# What the learning rate is multiplied by when the validation loss stops improving (with
+# TrainSettings.learning_rate_patience): halving, the usual step of a plateau schedule.
+LEARNING_RATE_FACTOR = 0.5
 # Class indices of samples: one array for a one-head model, a dict of arrays by head name.
 Labels = np.ndarray | dict[str, np.ndarray]
 
@@ -142,13 +145,16 @@ def mixed_precision(enabled: bool) -> Iterator[None]:
 @dataclass(frozen=True)
 class TrainSettings:
     """Optimisation settings: epochs, batch size, Adam learning rate, early-stopping patience,
-    and each head's loss weight by name (the target head first)."""
+    each head's loss weight by name (the target head first), and the epochs without a better
+    validation loss before the learning rate is multiplied by LEARNING_RATE_FACTOR (None:
+    the same learning rate throughout)."""
 
     epochs: int
     batch_size: int
     learning_rate: float
     patience: int
     loss_weights: dict[str, float] = field(default_factory=lambda: {PRIMARY_HEAD: 1.0})
+    learning_rate_patience: int | None = None
 
 
 @dataclass(frozen=True)
@@ -170,8 +176,9 @@ def fit(
     live: Live | None,
 ) -> FitResult:
     """Train ``model`` in place on (inputs, labels, sample weights), or on batches made fresh
-    every epoch; keep the weights with the best validation loss (of all heads, weighted).
-    Every epoch's metrics go to ``live`` when given."""
+    every epoch; keep the weights with the best validation loss (of all heads, weighted),
+    lowering the learning rate on a plateau when the settings ask. Every epoch's metrics go
+    to ``live`` when given."""
     heads = list(settings.loss_weights)
     several = len(heads) > 1
     model.compile(
@@ -185,6 +192,18 @@ def fit(
     stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=settings.patience, restore_best_weights=True
     )
+    callbacks: list[keras.callbacks.Callback] = [stopping]
+    if settings.learning_rate_patience is not None:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=LEARNING_RATE_FACTOR,
+                patience=settings.learning_rate_patience,
+                verbose=1,
+            )
+        )
+    if live is not None:
+        callbacks.append(DVCLiveLogger(live))
     # Batches made on the fly come batched already; arrays are cut into batches by Keras.
     x, y, weights, batch_size = (
         (train, None, None, None)
@@ -199,7 +218,7 @@ def fit(
         validation_data=val,
         epochs=settings.epochs,
         batch_size=batch_size,
-        callbacks=[stopping, *([DVCLiveLogger(live)] if live is not None else [])],
+        callbacks=callbacks,
         verbose=2,
     )
     return FitResult(

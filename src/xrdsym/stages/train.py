@@ -245,6 +245,7 @@ def run(
         batch_size=section["batch_size"],
         learning_rate=section["learning_rate"],
         patience=section["patience"],
+        learning_rate_patience=section["learning_rate_patience"],
         loss_weights={PRIMARY_HEAD: 1.0}
         | ({SPACE_GROUP_HEAD: section["space_group_loss_weight"]} if space_groups else {}),
     )
