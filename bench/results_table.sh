@@ -15,6 +15,12 @@ slug=$(echo "$name" | tr -c 'A-Za-z0-9\n' '_')
 mkdir -p bench/results/measured
 python bench/measured_accuracy.py --model models --sets "$measured" \
   --out "bench/results/measured/$slug.json" > /dev/null
-python bench/results_row.py --name "$name" --command "dvc exp run $*" \
+# The command as it was typed: an argument with characters the shell reads ([, ], spaces)
+# in single quotes, so that the row's command can be pasted back.
+command="dvc exp run"
+for arg in "$@"; do
+  if [[ $arg =~ [^A-Za-z0-9_./=:,-] ]]; then command+=" '$arg'"; else command+=" $arg"; fi
+done
+python bench/results_row.py --name "$name" --command "$command" \
   --measured "bench/results/measured/$slug.json" | tee -a bench/results/table.md
 git checkout -q -- params.yaml
