@@ -16,6 +16,7 @@ from xrdsym.augmentation import (
     augment_patterns,
     coarse_scan,
     counting_noise,
+    debye_waller_factors,
     detector_noise,
     displacement_shift_deg,
     film_factors,
@@ -55,6 +56,7 @@ PARAMS = {
     "film_probability": 0.05,
     "impurity_peaks": [0, 0.05],
     "amorphous_hump": [0, 0.15],
+    "debye_waller_b_angstrom2": [0, 1.5],
     "workers": 1,
 }
 OFF = dict.fromkeys(set(PARAMS) - {"enabled", "profile", "instrument_fwhm_deg", "workers"})
@@ -307,6 +309,37 @@ def test_each_peak_has_all_the_reflections_of_its_families(fixture, request):
     assert list(found) == expected
 
 
+@pytest.mark.parametrize("fixture", ["rock_salt", "rutile"])
+def test_debye_waller_factors_are_pymatgens(fixture, request):
+    """pymatgen's XRDCalculator with the same B for every element gives every peak the
+    intensity of the atoms at rest times debye_waller_factors."""
+    structure = request.getfixturevalue(fixture)
+    b = 1.2
+    elements = {site.specie.symbol for site in structure}
+    at_rest = XRDCalculator("CuKa").get_pattern(structure, scaled=False, two_theta_range=(10, 90))
+    moving = XRDCalculator("CuKa", debye_waller_factors=dict.fromkeys(elements, b)).get_pattern(
+        structure, scaled=False, two_theta_range=(10, 90)
+    )
+    assert np.allclose(moving.x, at_rest.x)
+    expected = at_rest.y * debye_waller_factors(at_rest.x, b, WAVELENGTHS["CuKa"])
+    assert moving.y == pytest.approx(expected, rel=1e-9)
+
+
+def test_debye_waller_weakens_high_angle_peaks_by_its_factor():
+    """With B fixed, a peak at 70 degrees keeps exp(-2 B (s70² - s20²)) of its intensity
+    relative to one at 20 degrees; at B = 0 (off) both keep theirs."""
+    table, rng = _one_peak_table(20.0, 70.0), np.random.default_rng
+    off, thermal = (
+        augment_patterns(table, [0], GRID, CU_KA, _settings(debye_waller_b_angstrom2=b), rng(12))[0]
+        for b in (None, 1.0)
+    )
+    assert _area(off, 70.0, 1) / _area(off, 20.0, 1) == pytest.approx(1.0, rel=1e-3)
+    factors = debye_waller_factors(np.array([20.0, 70.0]), 1.0, CU_KA)
+    ratio = _area(thermal, 70.0, 1) / _area(thermal, 20.0, 1)
+    assert ratio == pytest.approx(factors[1] / factors[0], rel=1e-3)
+    assert ratio < 0.8
+
+
 def test_march_dollase_of_a_peak_is_the_mean_over_its_reflections():
     """Cubic {100} about [001]: two reflections along the axis, four across it."""
     a, r = 4.0, 0.6
@@ -488,6 +521,7 @@ NO_CHANGE = [
     ("film_probability", 1e-12, {}),
     ("impurity_peaks", 1e-12, {}),
     ("amorphous_hump", 1e-12, {}),
+    ("debye_waller_b_angstrom2", 1e-12, {}),
 ]
 
 

@@ -8,9 +8,10 @@ displacement from the goniometer axis move them, its own width broadens them int
 width follows 2θ. What else reaches the detector: a smooth background, an amorphous hump, weak
 peaks of an impurity. The measurement: a scan of limited range and coarser step, counting
 (Poisson) and detector (Gaussian) noise, brought back onto the model's grid as ``predict`` brings
-a measured file. Every quantity is drawn per pattern from a range; each part can be switched
-off. Pure numpy: all randomness comes from the ``numpy.random.Generator`` passed in, so a seed
-reproduces a batch.
+a measured file. The atoms' thermal motion (Debye-Waller) weakens the high-angle peaks, which
+the simulation, of atoms at rest, leaves at full strength. Every quantity is drawn per pattern
+from a range; each part can be switched off. Pure numpy: all randomness comes from the
+``numpy.random.Generator`` passed in, so a seed reproduces a batch.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ _PARTS = (
     "film",
     "impurity",
     "amorphous",
+    "thermal",
 )
 
 Range = tuple[float, float]
@@ -132,6 +134,9 @@ class AugmentSettings:
             angles, as a fraction of the highest peak; each peak's height is drawn below it.
         amorphous_hump: height of one broad Gaussian hump (AMORPHOUS_FWHM_DEG,
             AMORPHOUS_CENTRE_DEG), as a fraction of the highest peak.
+        debye_waller_b_angstrom2: overall isotropic displacement parameter B in Å² of every
+            atom: each peak's intensity times exp(-2 B (sin θ / λ)²) (see
+            :func:`debye_waller_factors`).
     """
 
     instrument_fwhm_deg: Range
@@ -152,6 +157,7 @@ class AugmentSettings:
     film_probability: float | None = None
     impurity_peaks: Range | None = None
     amorphous_hump: Range | None = None
+    debye_waller_b_angstrom2: Range | None = None
 
     @classmethod
     def from_params(cls, section: dict[str, Any]) -> AugmentSettings | None:
@@ -207,6 +213,9 @@ class AugmentSettings:
                     section, "impurity_peaks", minimum=0, strict=False, maximum=1
                 ),
                 amorphous_hump=_range(section, "amorphous_hump", minimum=0, strict=False),
+                debye_waller_b_angstrom2=_range(
+                    section, "debye_waller_b_angstrom2", minimum=0, strict=False
+                ),
             )
         except KeyError as exc:
             raise ParamsError(f"params.yaml: missing key '{prefix}.{exc.args[0]}'") from exc
@@ -281,6 +290,18 @@ def strained_two_theta(two_theta_deg: np.ndarray, strain: np.ndarray | float) ->
     pushed past 2θ = 180° (compression of a back-reflection) no longer exists: NaN.
     """
     return scaled_sine_two_theta(two_theta_deg, 1 / (1 + np.asarray(strain, dtype=float)))
+
+
+def debye_waller_factors(
+    two_theta_deg: np.ndarray, b_angstrom2: np.ndarray | float, wavelength_angstrom: float
+) -> np.ndarray:
+    """Intensity factors exp(-2 B s²), s = sin θ / λ in 1/Å, of peaks at ``two_theta_deg``
+    when every atom has the isotropic displacement parameter ``b_angstrom2`` (B = 8π² <u²>):
+    each atomic scattering factor is damped by exp(-B s²), as in pymatgen's XRDCalculator with
+    ``debye_waller_factors``, so the intensity |F|² by its square. s is 1 / (2 d): the Kα2
+    line of a reflection has its Kα1 line's factor."""
+    s = np.sin(np.radians(np.asarray(two_theta_deg, dtype=float) / 2)) / wavelength_angstrom
+    return np.exp(-2 * np.asarray(b_angstrom2, dtype=float) * s**2)
 
 
 def kalpha2_ratio(wavelength_angstrom: float) -> float | None:
@@ -596,6 +617,9 @@ def augment_patterns(
         reflections = peak_reflections(table, wavelength_angstrom)
     intensities = _sample_intensities(table, positions, rows, owner, settings, streams, reflections)
     two_theta = table.two_theta[rows]
+    if settings.debye_waller_b_angstrom2 is not None:
+        b = streams["thermal"].uniform(*settings.debye_waller_b_angstrom2, n)[owner]
+        intensities = intensities * debye_waller_factors(two_theta, b, wavelength_angstrom)
     if settings.strain is not None:
         two_theta = strained_two_theta(
             two_theta, streams["strain"].uniform(*settings.strain, n)[owner]
