@@ -8,9 +8,10 @@ displacement from the goniometer axis move them, its own width broadens them int
 width follows 2θ. What else reaches the detector: a smooth background, an amorphous hump, weak
 peaks of an impurity. The measurement: a scan of limited range and coarser step, counting
 (Poisson) and detector (Gaussian) noise, brought back onto the model's grid as ``predict`` brings
-a measured file. The atoms' thermal motion (Debye-Waller) weakens the high-angle peaks, which
-the simulation, of atoms at rest, leaves at full strength. Every quantity is drawn per pattern
-from a range; each part can be switched off. Pure numpy: all randomness comes from the
+a measured file. Optionally, the atoms' thermal motion (Debye-Waller) weakens the high-angle
+peaks, which the simulation, of atoms at rest, leaves at full strength (off by default: see
+params train.augment). Every quantity is drawn per pattern from a range; each part can be
+switched off. Pure numpy: all randomness comes from the
 ``numpy.random.Generator`` passed in, so a seed reproduces a batch.
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import shutil
@@ -45,12 +46,17 @@ def write_json(path: str | Path, data: Any) -> None:
 
 def write_jsonl_gz(path: str | Path, records: Iterable[dict], compresslevel: int = 9) -> int:
     """Stream ``records`` to a gzip-compressed JSON-lines file, atomically; return the count.
+    The same records give the same bytes whenever they are written.
 
     ``compresslevel`` is gzip's, 1 (fastest) to 9 (smallest)."""
     count = 0
+    # mtime 0: gzip would stamp the time of writing into the header, and the same records
+    # would make another file each run, so DVC would rerun every later stage after a rerun.
     with (
         atomic_path(path) as tmp,
-        gzip.open(tmp, "wt", compresslevel=compresslevel, encoding="utf-8") as handle,
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=0) as packed,
+        io.TextIOWrapper(packed, encoding="utf-8") as handle,
     ):
         for record in records:
             handle.write(json.dumps(record) + "\n")
