@@ -29,7 +29,7 @@ from numpy.polynomial import chebyshev
 
 from xrdsym.diffraction import PeakTable, TwoThetaGrid, gather_ranges, normalise
 from xrdsym.errors import ParamsError
-from xrdsym.wavelengths import WAVELENGTHS
+from xrdsym.wavelengths import kalpha2_ratio
 
 # Scherrer's shape factor K for the FWHM: 0.89 for spheres to 0.94 for cubes; 0.9 is the usual
 # value when the crystallites' shape is not known.
@@ -54,11 +54,6 @@ MARCH_DOLLASE_AXES = np.array(
 # Chebyshev degree of the background: smooth over the whole range, with at most two turning
 # points (air scatter falling off at low angle, a broad amorphous hump).
 BACKGROUND_DEGREE = 3
-# A wavelength is an anode's when it lies this close (relative) to the anode's Kα1 or weighted
-# Kα: loose enough for values rounded to four or three decimals (1.5406, 1.5418, 1.54), far
-# tighter than the 8 % or more between anodes.
-ANODE_TOLERANCE = 1e-3
-_ANODES = tuple(name.removesuffix("Ka1") for name in WAVELENGTHS if name.endswith("Ka1"))
 # Goniometer radius of the sample-displacement shift, mm: 240 mm is the radius of the common
 # laboratory Bragg-Brentano instruments (Bruker D8, PANalytical X'Pert and Empyrean).
 GONIOMETER_RADIUS_MM = 240.0
@@ -303,30 +298,6 @@ def debye_waller_factors(
     line of a reflection has its Kα1 line's factor."""
     s = np.sin(np.radians(np.asarray(two_theta_deg, dtype=float) / 2)) / wavelength_angstrom
     return np.exp(-2 * np.asarray(b_angstrom2, dtype=float) * s**2)
-
-
-def kalpha2_ratio(wavelength_angstrom: float) -> float | None:
-    """λ(Kα2) / λ(Kα1) of the anode whose Kα1 or weighted Kα is nearest ``wavelength_angstrom``
-    (within ANODE_TOLERANCE, relative); None when no anode's is (a synchrotron, a Kβ line or
-    any other wavelength): such patterns get no Kα2 doublet.
-
-    Patterns are simulated at one wavelength, often the weighted Kα (CuKa, 1.54184 Å) rather
-    than Kα1. The doublet treats every simulated peak as the Kα1 line and puts Kα2 at
-    sin θ2 = (λ(Kα2) / λ(Kα1)) sin θ1, so the line separation is right; the approximation is
-    that Kα1 stays where the simulation put it, 0.08 % too high in sin θ for CuKa (0.1 degrees
-    at 2θ = 90 degrees, well within the strain range), instead of moving below the weighted
-    mean.
-    """
-
-    def distance(anode: str) -> float:
-        return min(
-            abs(wavelength_angstrom / WAVELENGTHS[anode + line] - 1) for line in ("Ka1", "Ka")
-        )
-
-    nearest = min(_ANODES, key=distance)
-    if distance(nearest) > ANODE_TOLERANCE:
-        return None
-    return WAVELENGTHS[nearest + "Ka2"] / WAVELENGTHS[nearest + "Ka1"]
 
 
 def displacement_shift_deg(
