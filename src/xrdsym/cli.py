@@ -77,49 +77,35 @@ def _evaluate(args: argparse.Namespace) -> None:
     evaluate.run(params, args.model, args.images, args.patterns, args.metrics, args.plots)
 
 
-def _model_dir(given: Path | None) -> tuple[Path, str]:
-    """The model to use and where it came from: --model, else the one shipped with xrdsym,
-    else the one the pipeline last trained (models/ here)."""
-    if given is not None:
-        return given, "given with --model"
-    shipped = Path(__file__).parent / "shipped_model"
-    if (shipped / "model.json").exists():
-        return shipped, "shipped with xrdsym"
-    if Path("models/model.json").exists():
-        return Path("models"), "trained by the pipeline in this folder"
-    raise XrdsymError(
-        "no model: give --model DIR, or train one here with `dvc repro` (writes models/)"
-    )
-
-
 def _predict(args: argparse.Namespace) -> int:
     """Exit status 1 if any file failed (the others are still classified)."""
     from xrdsym.inference import SPACE_GROUP_HEAD
     from xrdsym.measured import parse_wavelength
     from xrdsym.prediction import (
+        check_options,
         classify,
         find_inputs,
         load_classifier,
+        model_directory,
+        prediction_warnings,
         prepare_files,
         read_labels,
         read_model_meta,
         score_predictions,
     )
-    from xrdsym.preprocessing import BACKGROUNDS, MIN_PEAK_SIGNIFICANCE
 
-    if args.top_k < 1:
-        raise XrdsymError(f"--top-k {args.top_k}: must be at least 1")
     if args.jobs < 0:
         raise XrdsymError(f"--jobs {args.jobs}: must be 0 (one per core) or more")
-    if args.background not in (None, *BACKGROUNDS):
-        raise XrdsymError(f"--background {args.background}: must be one of {BACKGROUNDS}")
-    if args.smooth is not None and not args.smooth >= 0:
-        raise XrdsymError(f"--smooth {args.smooth:g}: must be 0 (none) or more grid points")
-    if not 0 <= args.min_confidence < 1:
-        raise XrdsymError(f"--min-confidence {args.min_confidence:g}: must be in [0, 1)")
+    check_options(
+        top_k=args.top_k,
+        background=args.background,
+        smooth=args.smooth,
+        min_confidence=args.min_confidence,
+        command_line=True,
+    )
     labels = read_labels(args.labels) if args.labels is not None else None
     wavelength = parse_wavelength(args.wavelength) if args.wavelength is not None else None
-    model_dir, origin = _model_dir(args.model)
+    model_dir, origin = model_directory(args.model)
     meta = read_model_meta(model_dir)
     files, skipped = find_inputs(args.inputs, exclude=[args.labels] if args.labels else [])
     # Files are read before the model is loaded: worker processes then start without Keras.
@@ -132,13 +118,8 @@ def _predict(args: argparse.Namespace) -> int:
         n_jobs=min(args.jobs or os.cpu_count() or 1, max(1, len(files) // FILES_PER_JOB)),
     )
     # A file without a pattern (notes, a table) is skipped in a folder, a failure when named.
-    named = {path.resolve() for path in args.inputs}
+    skipped += reading.settle(args.inputs)
     failures = reading.failures
-    for source, reason in reading.not_patterns:
-        if Path(source).resolve() in named:
-            failures.append((source, reason))
-        else:
-            skipped.append(Path(source))
     if skipped:
         print(
             f"skipped {len(skipped)} files that are not patterns (of other types, or without "
@@ -157,46 +138,9 @@ def _predict(args: argparse.Namespace) -> int:
     target = meta.get("target", "crystal_system")
     grid = classifier.grid
     for prediction in predictions:
-        if prediction.covered_fraction < 0.999:
-            print(
-                f"warning: {prediction.source}: covers {prediction.covered_fraction:.0%} of the "
-                f"model's 2θ range {grid.start:g}-{grid.stop:g} degrees at "
-                f"{classifier.wavelength:.4f} Å; the rest is treated as no peaks",
-                file=sys.stderr,
-            )
-        if prediction.no_peaks:
-            print(
-                f"warning: {prediction.source}: no peak stands out of the noise (strongest "
-                f"{prediction.peak_significance:.1f} σ above the background, under "
-                f"{MIN_PEAK_SIGNIFICANCE:g}): the answer says nothing about a crystalline phase",
-                file=sys.stderr,
-            )
-    rows = [
-        {
-            "source": p.source,
-            "kind": p.kind,
-            "wavelength_angstrom": round(p.wavelength, 6),
-            "covered_fraction": round(p.covered_fraction, 4),
-            "uncertain": p.confidence < args.min_confidence,
-            "peak_significance": (
-                None if p.peak_significance is None else round(p.peak_significance, 1)
-            ),
-            "no_peaks": p.no_peaks,
-            "predictions": [{target: name, "probability": round(prob, 4)} for name, prob in p.top],
-        }
-        # A model with a space-group head besides names the most probable space groups too.
-        | (
-            {
-                "space_groups": [
-                    {"space_group": name, "probability": round(prob, 4)}
-                    for name, prob in p.space_groups
-                ]
-            }
-            if p.space_groups
-            else {}
-        )
-        for p in predictions
-    ]
+        for line in prediction_warnings(prediction, grid, classifier.wavelength):
+            print(f"warning: {line}", file=sys.stderr)
+    rows = [p.row(target, args.min_confidence) for p in predictions]
     if args.min_confidence > 0:
         uncertain = sum(row["uncertain"] for row in rows)
         print(

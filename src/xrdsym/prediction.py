@@ -65,6 +65,12 @@ MODEL_FORMAT = 1
 COVER_TOLERANCE_STEPS = 1e-3
 # Patterns per predict call: bounds memory, whatever the number of files.
 PREDICT_BATCH = 64
+# The model `predict` uses when none is given, if the package ships one; else the pipeline's.
+SHIPPED_MODEL = Path(__file__).parent / "shipped_model"
+PIPELINE_MODEL = Path("models")
+# A pattern covering less of the model's 2θ range than this is flagged (zeros stand for the
+# rest); a little under 1 so that a scan rounded to its step still counts as whole.
+FULL_COVERAGE = 0.999
 
 
 @dataclass
@@ -249,6 +255,21 @@ def model_wavelength(meta: dict[str, Any]) -> float:
     return parse_wavelength(meta["preprocessing"]["pattern"]["wavelength"])
 
 
+def model_directory(given: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
+    """The model to use and where it came from: ``given``, else the one shipped with xrdsym,
+    else the one the pipeline last trained (``models/`` in the current folder); XrdsymError
+    when there is none."""
+    if given is not None:
+        return Path(given), "given with --model"
+    if (SHIPPED_MODEL / META_FILE).exists():
+        return SHIPPED_MODEL, "shipped with xrdsym"
+    if (PIPELINE_MODEL / META_FILE).exists():
+        return PIPELINE_MODEL, "trained by the pipeline in this folder"
+    raise XrdsymError(
+        "no model: give --model DIR, or train one here with `dvc repro` (writes models/)"
+    )
+
+
 def read_model_meta(model_dir: Path) -> dict[str, Any]:
     """The description of a model directory; XrdsymError if it is not one this version reads."""
     meta_path = model_dir / META_FILE
@@ -419,6 +440,54 @@ class Prediction:
         """The most probable class."""
         return self.top[0][0]
 
+    def row(self, target: str = "crystal_system", min_confidence: float = 0.0) -> dict[str, Any]:
+        """The prediction as ``xrdsym predict --json`` writes it: source, kind, wavelength (Å),
+        covered fraction, whether it is uncertain (top probability below ``min_confidence``),
+        the peak significance and the no-peaks flag, the top classes (named by ``target``)
+        with their calibrated probabilities and, for a model with a space-group head besides,
+        the top space groups; numbers rounded for reading."""
+        row = {
+            "source": self.source,
+            "kind": self.kind,
+            "wavelength_angstrom": round(self.wavelength, 6),
+            "covered_fraction": round(self.covered_fraction, 4),
+            "uncertain": self.confidence < min_confidence,
+            "peak_significance": (
+                None if self.peak_significance is None else round(self.peak_significance, 1)
+            ),
+            "no_peaks": self.no_peaks,
+            "predictions": [
+                {target: name, "probability": round(prob, 4)} for name, prob in self.top
+            ],
+        }
+        if self.space_groups:
+            # A model with a space-group head besides names the most probable space groups too.
+            row["space_groups"] = [
+                {"space_group": name, "probability": round(prob, 4)}
+                for name, prob in self.space_groups
+            ]
+        return row
+
+
+def prediction_warnings(prediction: Prediction, grid: TwoThetaGrid, wavelength: float) -> list[str]:
+    """What a reader of ``prediction`` must know, one line each, starting with its source: a
+    scan that covers only part of the model's 2θ ``grid`` (at the model's ``wavelength``, Å),
+    and a scan in which no peak stands out of the noise."""
+    lines = []
+    if prediction.covered_fraction < FULL_COVERAGE:
+        lines.append(
+            f"{prediction.source}: covers {prediction.covered_fraction:.0%} of the "
+            f"model's 2θ range {grid.start:g}-{grid.stop:g} degrees at "
+            f"{wavelength:.4f} Å; the rest is treated as no peaks"
+        )
+    if prediction.no_peaks:
+        lines.append(
+            f"{prediction.source}: no peak stands out of the noise (strongest "
+            f"{prediction.peak_significance:.1f} σ above the background, under "
+            f"{MIN_PEAK_SIGNIFICANCE:g}): the answer says nothing about a crystalline phase"
+        )
+    return lines
+
 
 def find_inputs(paths: list[Path], exclude: Sequence[Path] = ()) -> tuple[list[Path], list[Path]]:
     """Files to classify: each file given, and every file with a supported suffix under each
@@ -471,17 +540,30 @@ def prepare_file(
             for record in _read_structures(path)
         ]
         return structures, notes
-    grid, model_lambda = model_grid(meta), model_wavelength(meta)
-    settings = measured_settings(meta, background, smooth)
     prepared = [
-        (
-            pattern.source,
-            "measured",
-            prepare_measured(pattern, wavelength, model_lambda, grid, settings),
-        )
+        (pattern.source, "measured", prepare_pattern(pattern, meta, wavelength, background, smooth))
         for pattern in measured
     ]
     return prepared, notes
+
+
+def prepare_pattern(
+    pattern: MeasuredPattern,
+    meta: dict[str, Any],
+    wavelength: float | None,
+    background: str | None = None,
+    smooth: float | None = None,
+) -> Prepared:
+    """A measured pattern ready for the model described by ``meta`` (see
+    :func:`prepare_measured`); ``wavelength`` (Å) is used when the pattern states none,
+    ``background`` and ``smooth`` as in :func:`prepare_file`."""
+    return prepare_measured(
+        pattern,
+        wavelength,
+        model_wavelength(meta),
+        model_grid(meta),
+        measured_settings(meta, background, smooth),
+    )
 
 
 @dataclass
@@ -501,6 +583,19 @@ class Reading:
         self.failures.extend(other.failures)
         self.not_patterns.extend(other.not_patterns)
         self.notes.extend(other.notes)
+
+    def settle(self, named: Sequence[Path]) -> list[Path]:
+        """Sort out the files that hold no pattern: one of the ``named`` paths (given by the
+        user, not found in a folder) becomes a failure; the others are returned, skipped."""
+        wanted = {path.resolve() for path in named}
+        skipped = []
+        for source, reason in self.not_patterns:
+            if Path(source).resolve() in wanted:
+                self.failures.append((source, reason))
+            else:
+                skipped.append(Path(source))
+        self.not_patterns = []
+        return skipped
 
 
 def _read_file(path: Path, **settings: Any) -> Reading:
@@ -586,6 +681,245 @@ def classify(
                 )
             )
     return predictions
+
+
+def check_options(
+    *,
+    top_k: int = 3,
+    background: str | None = None,
+    smooth: float | None = None,
+    min_confidence: float = 0.0,
+    command_line: bool = False,
+) -> None:
+    """XrdsymError, one line naming the option, for a value ``predict`` cannot use; the
+    options are named as on the command line (``--top-k``) or as arguments (``top_k``)."""
+    from xrdsym.preprocessing import BACKGROUNDS
+
+    def name(option: str) -> str:
+        return "--" + option.replace("_", "-") if command_line else option
+
+    if top_k < 1:
+        raise XrdsymError(f"{name('top_k')} {top_k}: must be at least 1")
+    if background not in (None, *BACKGROUNDS):
+        raise XrdsymError(f"{name('background')} {background}: must be one of {BACKGROUNDS}")
+    if smooth is not None and not smooth >= 0:
+        raise XrdsymError(f"{name('smooth')} {smooth:g}: must be 0 (none) or more grid points")
+    if not 0 <= min_confidence < 1:
+        raise XrdsymError(f"{name('min_confidence')} {min_confidence:g}: must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """One pattern's answer, as :func:`xrdsym.predict` returns it.
+
+    Attributes:
+        prediction: the underlying :class:`Prediction` (source, kind, wavelength, coverage,
+            top classes, every class's calibrated probability, the pattern the model saw).
+        classes: the model's classes, in the order of ``prediction.probabilities``.
+        target: what the classes are: ``crystal_system``, or ``space_group`` (numbers).
+        min_confidence: below this top probability the answer is flagged ``uncertain``.
+        warnings: what a reader must know about this answer, one line each (partial
+            coverage of the model's 2θ range, no peak above the noise).
+    """
+
+    prediction: Prediction
+    classes: tuple[str, ...]
+    target: str = "crystal_system"
+    min_confidence: float = 0.0
+    warnings: tuple[str, ...] = ()
+
+    # The flags a result can carry, in the order :attr:`flags` lists them.
+    FLAGS = ("uncertain", "no_peaks", "partial_coverage")
+
+    @property
+    def source(self) -> str:
+        """The file (``#block`` for a CIF data block) or ``array N`` the pattern came from."""
+        return self.prediction.source
+
+    @property
+    def kind(self) -> str:
+        """``measured`` (a scan or an array), or ``structure`` (a CIF simulated first)."""
+        return self.prediction.kind
+
+    @property
+    def wavelength(self) -> float:
+        """The wavelength the pattern was taken at, Å."""
+        return self.prediction.wavelength
+
+    @property
+    def covered_fraction(self) -> float:
+        """The fraction of the model's 2θ range the pattern covers (zeros stand for the rest)."""
+        return self.prediction.covered_fraction
+
+    @property
+    def crystal_system(self) -> str:
+        """The most probable crystal system (for a space-group model, the one its most
+        probable space group implies)."""
+        if self.target == "crystal_system":
+            return self.prediction.answer
+        from xrdsym.symmetry import crystal_system_of_space_group
+
+        return crystal_system_of_space_group(int(self.prediction.answer))
+
+    @property
+    def confidence(self) -> float:
+        """The calibrated probability of the most probable class."""
+        return self.prediction.confidence
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        """Every class's calibrated probability (temperature-scaled; they sum to 1)."""
+        values = self.prediction.probabilities
+        return {name: float(p) for name, p in zip(self.classes, values, strict=True)}
+
+    @property
+    def top(self) -> list[tuple[str, float]]:
+        """The most probable classes with their calibrated probabilities, most probable
+        first."""
+        return self.prediction.top
+
+    @property
+    def space_groups(self) -> list[tuple[str, float]]:
+        """The most probable space groups of a model with a space-group head besides (else
+        empty)."""
+        return self.prediction.space_groups
+
+    @property
+    def uncertain(self) -> bool:
+        """The top calibrated probability is below ``min_confidence``."""
+        return self.confidence < self.min_confidence
+
+    @property
+    def no_peaks(self) -> bool:
+        """A measured scan in which no peak stands out of the noise: the answer says nothing
+        about a crystalline phase."""
+        return self.prediction.no_peaks
+
+    @property
+    def partial_coverage(self) -> bool:
+        """The pattern covers only part of the model's 2θ range."""
+        return self.covered_fraction < FULL_COVERAGE
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The names of the flags that are set, of ``uncertain``, ``no_peaks`` and
+        ``partial_coverage``."""
+        return tuple(flag for flag in self.FLAGS if getattr(self, flag))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types for JSON: the row ``xrdsym predict --json`` writes (see
+        :meth:`Prediction.row`) and the crystal system, the confidence, every class's
+        calibrated probability, the flags and the warnings."""
+        return self.prediction.row(self.target, self.min_confidence) | {
+            "crystal_system": self.crystal_system,
+            "confidence": round(self.confidence, 4),
+            "probabilities": {name: round(p, 4) for name, p in self.probabilities.items()},
+            "flags": list(self.flags),
+            "warnings": list(self.warnings),
+        }
+
+
+def _is_array_pair(item: Any) -> bool:
+    """Whether ``item`` is one pattern as arrays: (2θ, intensities), or a 2 x N array."""
+    if isinstance(item, np.ndarray):
+        return item.ndim == 2 and item.shape[0] == 2
+    if not isinstance(item, tuple | list) or len(item) != 2:
+        return False
+    if any(isinstance(part, str | os.PathLike | MeasuredPattern) for part in item):
+        return False
+    try:
+        return all(np.asarray(part, dtype=np.float64).ndim == 1 for part in item)
+    except (TypeError, ValueError):
+        return False
+
+
+def _input_items(inputs: Any) -> list[Any]:
+    """The patterns, files or folders of :func:`predict_inputs`'s ``inputs``, as a list."""
+    if isinstance(inputs, str | os.PathLike | MeasuredPattern) or _is_array_pair(inputs):
+        return [inputs]
+    return list(inputs)
+
+
+def predict_inputs(
+    inputs: Any,
+    model: Classifier | str | os.PathLike[str] | None = None,
+    *,
+    wavelength: str | float | None = None,
+    top_k: int = 3,
+    min_confidence: float = 0.0,
+    background: str | None = None,
+    smooth: float | None = None,
+) -> list[PredictionResult]:
+    """Classify files, folders, measured patterns or (2θ, intensities) arrays, in order; the
+    implementation of :func:`xrdsym.predict`, which documents the arguments. The first input
+    that cannot be read raises its XrdsymError, with the message ``xrdsym predict`` gives."""
+    check_options(top_k=top_k, background=background, smooth=smooth, min_confidence=min_confidence)
+    stated = parse_wavelength(wavelength) if wavelength is not None else None
+    if isinstance(model, Classifier):
+        classifier, meta = model, model.meta
+    else:
+        classifier, meta = None, read_model_meta(model_directory(model)[0])
+    prepared: list[tuple[str, str, Prepared]] = []
+    for index, item in enumerate(_input_items(inputs)):
+        if isinstance(item, str | os.PathLike):
+            prepared += _prepare_path(Path(item), meta, stated, background, smooth)
+            continue
+        if isinstance(item, MeasuredPattern):
+            pattern = item
+        elif _is_array_pair(item):
+            from xrdsym.measured import validate
+
+            two_theta, intensities = item
+            pattern = validate(two_theta, intensities, None, f"array {index}")
+        else:
+            raise XrdsymError(
+                f"input {index}: {type(item).__name__} is neither a path, a pattern nor "
+                "(2θ, intensities) arrays"
+            )
+        if pattern.wavelength is None and stated is None:
+            raise XrdsymError(
+                f"{pattern.source}: no wavelength stated; give wavelength= (Å, or an anode "
+                "such as CuKa, MoKa, CoKa)"
+            )
+        ready = prepare_pattern(pattern, meta, stated, background, smooth)
+        prepared.append((pattern.source, "measured", ready))
+    if classifier is None:
+        classifier = load_classifier(model_directory(model)[0])
+    target = meta.get("target", "crystal_system")
+    return [
+        PredictionResult(
+            prediction,
+            tuple(classifier.classes),
+            target,
+            min_confidence,
+            tuple(prediction_warnings(prediction, classifier.grid, classifier.wavelength)),
+        )
+        for prediction in classify(classifier, prepared, top_k)
+    ]
+
+
+def _prepare_path(
+    path: Path,
+    meta: dict[str, Any],
+    wavelength: float | None,
+    background: str | None,
+    smooth: float | None,
+) -> list[tuple[str, str, Prepared]]:
+    """Every pattern of a file, or of the files under a folder, ready for the model; the first
+    failure raised as ``xrdsym predict`` reports it, notes on what was left out warned."""
+    from xrdsym.measured import CalculatedBlockSkipped
+
+    files, _ = find_inputs([path])
+    reading = prepare_files(
+        meta, files, wavelength=wavelength, background=background, smooth=smooth, n_jobs=1
+    )
+    reading.settle([path])
+    if reading.failures:
+        source, reason = reading.failures[0]
+        raise XrdsymError(f"{source}: {reason}")
+    for note in reading.notes:
+        warnings.warn(note, CalculatedBlockSkipped, stacklevel=3)
+    return reading.prepared
 
 
 # Labels of patterns to score predictions against (`xrdsym predict --labels`): a CSV table
