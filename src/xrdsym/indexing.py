@@ -1,0 +1,1018 @@
+"""Powder indexing: the unit cell and lattice system that explain a list of peak positions.
+
+Every lattice is written through its reciprocal metric, Q(hkl) = 1 / d² = A h² + B k² + C l²
++ D kl + E hl + F hk (Å⁻²), with the parameters each lattice system leaves free (cubic: one;
+hexagonal, rhombohedral in hexagonal axes and tetragonal: two; orthorhombic: three;
+monoclinic, b unique: four; triclinic: six). The search, per lattice system:
+
+1. **Trial cells** from the first lines (``IndexSettings.base_lines``) taken to be low-index
+   reflections (TREOR's idea, Werner 1964, 1985): P lines with P low-index hkl assigned give P
+   linear equations in the P parameters, solved for every choice at once (numpy); the
+   triclinic cell is built from three lines taken as its reduced reciprocal axes and the cross
+   terms the lines at Q(a*) + Q(b*) ± F allow (Ito's relation, Visser 1969). Each trial is
+   made at every zero shift of a small grid, since the zero error moves low-angle lines most.
+2. **A quick count** (compiled with numba): how many of the first lines each trial cell
+   indexes within the search tolerance, every line's hkl solved for directly; the trials that
+   index enough lines go on.
+3. **Least squares** on every indexed line of the ``n_lines`` together with the zero shift,
+   alternating with re-indexing, then the figures of merit: de Wolff's M(N) = Q_N / (2 ε̄
+   N_calc) (de Wolff 1968) and Smith & Snyder's F(N) = N / (|Δ2θ|̄ N_calc) (1979), N_calc
+   counting the lines the lattice system allows (for its centring) up to the N-th observed
+   line; the centring of each system is the one that indexes most lines, then with the
+   highest M(N).
+
+The decision (:func:`choose`) prefers the more symmetric lattice when it explains the lines
+as well as any less symmetric one does, as DICVOL and Conograph do. Cells are given as the
+conventional cell of their lattice system (triclinic: Niggli-reduced by spglib).
+
+Only numpy, scipy-free linear algebra, numba and spglib are used here: the module sits low in
+the package, beside :mod:`xrdsym.diffraction`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field, fields
+from functools import cache
+from numbers import Real
+from typing import Any
+
+import numba
+import numpy as np
+
+from xrdsym.errors import ParamsError, XrdsymError
+
+LATTICE_SYSTEMS = (
+    "cubic",
+    "hexagonal",
+    "tetragonal",
+    "rhombohedral",
+    "orthorhombic",
+    "monoclinic",
+    "triclinic",
+)
+"""Lattice systems from the most symmetric (order of the holohedry: 48, 24, 16, 12, 8, 4, 2)."""
+
+CRYSTAL_SYSTEM_OF_LATTICE = {
+    "cubic": "cubic",
+    "hexagonal": "hexagonal",
+    "tetragonal": "tetragonal",
+    "rhombohedral": "trigonal",
+    "orthorhombic": "orthorhombic",
+    "monoclinic": "monoclinic",
+    "triclinic": "triclinic",
+}
+"""Crystal system a lattice system is read as. A hexagonal lattice is also that of every
+trigonal crystal with a P lattice (quartz): powder positions cannot tell them apart."""
+
+# Reflection conditions of the centrings (h, k, l in the conventional cell).
+CENTRING_CODES = {"P": 0, "I": 1, "F": 2, "C": 3, "R": 4, "A": 5, "B": 6}
+
+# A trial cell's axes come in any order, so a C-centred lattice may show up A- or B-centred:
+# each is counted, and its parameters reordered into the conventional C setting (centred
+# in the ab face; monoclinic b unique, so A-centred becomes C by exchanging a and c).
+CENTRING_SETTINGS: dict[tuple[str, str], tuple[tuple[str, tuple[int, ...] | None], ...]] = {
+    ("orthorhombic", "C"): (("C", None), ("A", (1, 2, 0)), ("B", (2, 0, 1))),
+    ("monoclinic", "C"): (("C", None), ("A", (2, 1, 0, 3))),
+}
+
+SEARCH_MISSES_PER_LINE = 0.1
+"""Share of the quick-count lines a trial cell may leave unindexed (impurities, Kα2 or
+overlapping lines), rounded down: a wrong cell seldom indexes 90 % of the first lines."""
+
+MAX_TRIALS_REFINED = 24
+"""Trial cells refined per lattice system and centring: the best by quick count; more add
+time, not solutions (the right cell is among the first few when it is found at all)."""
+
+LSQ_ROUNDS = 4
+"""Rounds of re-indexing and least squares: the assignment settles in two or three."""
+
+MIN_CELL_EDGE = 2.0
+"""Shortest cell edge considered, Å: no crystal has a lattice translation much under 2.3 Å
+(beryllium's a, 2.29 Å), while cells with shorter edges fit a few lines by accident."""
+
+MIN_SIGMA_DEG = 0.002
+"""Floor of a line's position uncertainty in the fit, degrees 2θ: no peak position is known
+better than the angle encoder's resolution."""
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How a pattern is indexed (params section ``index``; every angle in degrees 2θ).
+
+    Attributes:
+        n_lines: lines indexed and scored, the first N (de Wolff's 20).
+        min_lines: fewer significant lines than this: not indexed.
+        tolerance_deg: a line is indexed when it lies this close to a calculated line of the
+            refined cell and zero shift.
+        search_tolerance_deg: the same for the quick count of trial cells (wider: their
+            parameters come from a few lines, unrefined).
+        quick_lines: lines counted for a trial cell.
+        base_lines: the first lines trial cells are made from.
+        zero_shift_deg: largest zero shift searched and refined (±).
+        zero_step_deg: the zero-shift grid's step in the search.
+        max_volume: largest cell volume considered, Å³.
+        min_figure_of_merit: M(N) a cell needs to be a solution (de Wolff: 10 for 20 lines).
+        max_unindexed_share: share of the N lines a solution may leave unindexed, rounded
+            down (impurity lines): 2 of 20, none of fewer than 10.
+        symmetry_ratio: a more symmetric solution is preferred while its M(N) is at least this
+            share of a less symmetric one's and it indexes as many lines.
+        time_budget_s: seconds one pattern may take; the lattice systems not yet searched
+            when it is spent are skipped and the result says so.
+    """
+
+    n_lines: int = 20
+    min_lines: int = 5
+    tolerance_deg: float = 0.03
+    search_tolerance_deg: float = 0.06
+    quick_lines: int = 12
+    base_lines: int = 6
+    zero_shift_deg: float = 0.1
+    zero_step_deg: float = 0.05
+    max_volume: float = 4000.0
+    min_figure_of_merit: float = 10.0
+    max_unindexed_share: float = 0.1
+    symmetry_ratio: float = 0.7
+    time_budget_s: float = 10.0
+
+    @classmethod
+    def from_params(cls, section: dict[str, Any]) -> IndexSettings:
+        """Settings from a params section; a missing, unknown or invalid key raises
+        ParamsError naming it."""
+        names = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(section) - set(names))
+        if unknown:
+            raise ParamsError(f"params.yaml: unknown key 'index.{unknown[0]}'")
+        values = {}
+        for name, spec in names.items():
+            if name not in section:
+                raise ParamsError(f"params.yaml: missing key 'index.{name}'")
+            value = section[name]
+            integer = spec.type == "int"
+            ok = isinstance(value, Real) and not isinstance(value, bool) and value >= 0
+            if integer:
+                ok = ok and float(value).is_integer()
+            if not ok:
+                kind = "a whole number" if integer else "a number"
+                raise ParamsError(f"params.yaml: index.{name}={value!r} is invalid: must be {kind} >= 0")
+            values[name] = int(value) if integer else float(value)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class LatticeForm:
+    """A lattice system's free parameters: ``basis`` maps them to (A, B, C, D, E, F)."""
+
+    name: str
+    basis: np.ndarray
+    centrings: tuple[str, ...]
+
+    @property
+    def n_parameters(self) -> int:
+        return self.basis.shape[1]
+
+
+def _basis(*columns: tuple[float, ...]) -> np.ndarray:
+    return np.array(columns, dtype=float).T
+
+
+FORMS = {
+    "cubic": LatticeForm("cubic", _basis((1, 1, 1, 0, 0, 0)), ("P", "I", "F")),
+    "hexagonal": LatticeForm(
+        "hexagonal", _basis((1, 1, 0, 0, 0, 1), (0, 0, 1, 0, 0, 0)), ("P",)
+    ),
+    "tetragonal": LatticeForm(
+        "tetragonal", _basis((1, 1, 0, 0, 0, 0), (0, 0, 1, 0, 0, 0)), ("P", "I")
+    ),
+    "rhombohedral": LatticeForm(
+        "rhombohedral", _basis((1, 1, 0, 0, 0, 1), (0, 0, 1, 0, 0, 0)), ("R",)
+    ),
+    "orthorhombic": LatticeForm(
+        "orthorhombic",
+        _basis((1, 0, 0, 0, 0, 0), (0, 1, 0, 0, 0, 0), (0, 0, 1, 0, 0, 0)),
+        ("P", "C", "I", "F"),
+    ),
+    "monoclinic": LatticeForm(
+        "monoclinic",
+        _basis((1, 0, 0, 0, 0, 0), (0, 1, 0, 0, 0, 0), (0, 0, 1, 0, 0, 0), (0, 0, 0, 0, 1, 0)),
+        ("P", "C"),
+    ),
+    "triclinic": LatticeForm("triclinic", np.eye(6), ("P",)),
+}
+
+
+# --- geometry ---------------------------------------------------------------------------
+
+
+def q_of_two_theta(two_theta_deg: np.ndarray, wavelength: float) -> np.ndarray:
+    """1 / d², Å⁻², of lines at ``two_theta_deg`` for ``wavelength`` Å."""
+    return (2 * np.sin(np.radians(np.asarray(two_theta_deg, dtype=float) / 2)) / wavelength) ** 2
+
+
+def two_theta_of_q(q: np.ndarray, wavelength: float) -> np.ndarray:
+    """2θ, degrees, of lines at 1 / d² = ``q`` Å⁻²; NaN beyond the reach of ``wavelength``."""
+    sine = np.sqrt(np.maximum(np.asarray(q, dtype=float), 0)) * wavelength / 2
+    with np.errstate(invalid="ignore"):
+        return np.degrees(2 * np.arcsin(np.where(sine <= 1, sine, np.nan)))
+
+
+def dq_dtwo_theta(two_theta_deg: np.ndarray, wavelength: float) -> np.ndarray:
+    """dQ / d(2θ), Å⁻² per degree."""
+    return 2 / wavelength**2 * np.sin(np.radians(two_theta_deg)) * math.pi / 180
+
+
+def metric_matrix(g6: np.ndarray) -> np.ndarray:
+    """The reciprocal metric tensor G* (3 x 3) of (A, B, C, D, E, F)."""
+    a, b, c, d, e, f = g6
+    return np.array([[a, f / 2, e / 2], [f / 2, b, d / 2], [e / 2, d / 2, c]])
+
+
+def cell_of_metric(g6: np.ndarray) -> dict[str, float]:
+    """a, b, c (Å), alpha, beta, gamma (degrees) and volume (Å³) of the direct cell."""
+    direct = np.linalg.inv(metric_matrix(g6))
+    lengths = np.sqrt(np.diag(direct))
+
+    def angle(i: int, j: int) -> float:
+        return math.degrees(math.acos(np.clip(direct[i, j] / lengths[i] / lengths[j], -1, 1)))
+
+    return {
+        "a": float(lengths[0]),
+        "b": float(lengths[1]),
+        "c": float(lengths[2]),
+        "alpha": angle(1, 2),
+        "beta": angle(0, 2),
+        "gamma": angle(0, 1),
+        "volume": float(math.sqrt(max(np.linalg.det(direct), 0.0))),
+    }
+
+
+def lattice_vectors(cell: dict[str, float]) -> np.ndarray:
+    """Row vectors (Å) of a cell given by its lengths and angles."""
+    a, b, c = cell["a"], cell["b"], cell["c"]
+    alpha, beta, gamma = (math.radians(cell[k]) for k in ("alpha", "beta", "gamma"))
+    cx = c * math.cos(beta)
+    cy = c * (math.cos(alpha) - math.cos(beta) * math.cos(gamma)) / math.sin(gamma)
+    cz = math.sqrt(max(c * c - cx * cx - cy * cy, 0.0))
+    return np.array(
+        [[a, 0, 0], [b * math.cos(gamma), b * math.sin(gamma), 0], [cx, cy, cz]], dtype=float
+    )
+
+
+def metric_of_lattice(vectors: np.ndarray) -> np.ndarray:
+    """(A, B, C, D, E, F) of direct lattice row vectors."""
+    g = np.linalg.inv(vectors @ vectors.T)
+    return np.array([g[0, 0], g[1, 1], g[2, 2], 2 * g[1, 2], 2 * g[0, 2], 2 * g[0, 1]])
+
+
+def hkl_coefficients(hkl: np.ndarray) -> np.ndarray:
+    """(h², k², l², kl, hl, hk) of each row of ``hkl``, so that Q = coefficients @ g6."""
+    h, k, l = (hkl[:, i].astype(float) for i in range(3))
+    return np.stack([h * h, k * k, l * l, k * l, h * l, h * k], axis=1)
+
+
+def allowed(hkl: np.ndarray, centring: str) -> np.ndarray:
+    """Whether each reflection is allowed by the lattice centring (conventional cell; R in
+    hexagonal axes, obverse)."""
+    h, k, l = hkl[:, 0], hkl[:, 1], hkl[:, 2]
+    if centring == "P":
+        return np.ones(len(hkl), dtype=bool)
+    if centring == "I":
+        return (h + k + l) % 2 == 0
+    if centring == "F":
+        return ((h + k) % 2 == 0) & ((k + l) % 2 == 0)
+    if centring == "C":
+        return (h + k) % 2 == 0
+    if centring == "R":
+        return (-h + k + l) % 3 == 0
+    if centring == "A":
+        return (k + l) % 2 == 0
+    if centring == "B":
+        return (h + l) % 2 == 0
+    raise ValueError(f"unknown centring {centring!r}")
+
+
+def reflections(g6: np.ndarray, q_max: float, centring: str) -> np.ndarray:
+    """Every hkl (one of each ±pair) with 0 < Q <= ``q_max`` that the centring allows."""
+    return _enumerate_reflections(
+        np.asarray(g6, dtype=float), float(q_max), CENTRING_CODES[centring]
+    )
+
+
+# --- results ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A refined cell of one lattice system and what it explains.
+
+    ``hkl`` and ``two_theta_calc`` hold, per line used, its indices and the calculated
+    position (zero shift included), or -0/NaN for an unindexed line.
+    """
+
+    lattice_system: str
+    centring: str
+    parameters: np.ndarray
+    zero_shift_deg: float
+    m: float
+    f: float
+    lines_indexed: int
+    lines_used: int
+    hkl: np.ndarray
+    two_theta_calc: np.ndarray
+    cell: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def metric(self) -> np.ndarray:
+        """(A, B, C, D, E, F), Å⁻²."""
+        return FORMS[self.lattice_system].basis @ self.parameters
+
+    @property
+    def crystal_system(self) -> str:
+        return CRYSTAL_SYSTEM_OF_LATTICE[self.lattice_system]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The cell's fields for JSON (the ``xrdsym index`` record format)."""
+        return {
+            "lattice_system": self.lattice_system,
+            "centring": self.centring,
+            "cell": {key: round(value, 5) for key, value in self.cell.items()},
+            "zero_shift_deg": round(self.zero_shift_deg, 4),
+            "figures_of_merit": {
+                "M": round(self.m, 2),
+                "F": round(self.f, 2),
+                "lines_indexed": self.lines_indexed,
+                "lines_used": self.lines_used,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    """The outcome of indexing one pattern.
+
+    Attributes:
+        best: the chosen cell, None when no lattice system gives a solution.
+        reason: why there is no solution (None when there is one).
+        candidates: the best cell of each lattice system searched, most symmetric first.
+        two_theta: the lines used, degrees (Kα1 positions).
+        wavelength: Å.
+        seconds: time taken.
+        budget_spent: the time budget ran out before every lattice system was searched.
+    """
+
+    best: Cell | None
+    reason: str | None
+    candidates: dict[str, Cell]
+    two_theta: np.ndarray
+    wavelength: float
+    seconds: float
+    budget_spent: bool
+
+    @property
+    def lattice_system(self) -> str | None:
+        return None if self.best is None else self.best.lattice_system
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record ``xrdsym index --json`` writes, less ``source`` and ``peaks``."""
+        empty = {
+            "lattice_system": None,
+            "centring": None,
+            "cell": None,
+            "zero_shift_deg": None,
+            "figures_of_merit": None,
+        }
+        record = self.best.to_dict() if self.best is not None else empty
+        record["reason"] = self.reason
+        record["budget_spent"] = self.budget_spent
+        record["candidates"] = [cell.to_dict() for cell in self.candidates.values()]
+        return record
+
+
+# --- the quick count (compiled) ---------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _allowed_one(h: int, k: int, l: int, centring: int) -> bool:
+    if centring == 0:
+        return True
+    if centring == 1:
+        return (h + k + l) % 2 == 0
+    if centring == 2:
+        return (h + k) % 2 == 0 and (k + l) % 2 == 0
+    if centring == 3:
+        return (h + k) % 2 == 0
+    if centring == 4:
+        return (-h + k + l) % 3 == 0
+    if centring == 5:
+        return (k + l) % 2 == 0
+    return (h + l) % 2 == 0
+
+
+@numba.njit(cache=True)
+def _enumerate_reflections(g6: np.ndarray, q_max: float, centring: int) -> np.ndarray:
+    """hkl of :func:`reflections`: h and k over their reach, l over the interval the
+    quadratic in l allows, so that no point outside the sphere Q <= q_max is visited."""
+    a, b, c, d, e, f = g6[0], g6[1], g6[2], g6[3], g6[4], g6[5]
+    det = a * (b * c - d * d / 4) - f / 2 * (f / 2 * c - d / 2 * e / 2) + e / 2 * (
+        f / 2 * d / 2 - b * e / 2
+    )
+    out = np.empty((0, 3), dtype=np.int64)
+    if det <= 0 or c <= 0:
+        return out
+    h_max = int(math.sqrt(q_max * (b * c - d * d / 4) / det)) + 1
+    k_max = int(math.sqrt(q_max * (a * c - e * e / 4) / det)) + 1
+    rows = []
+    for h in range(0, h_max + 1):
+        for k in range(-k_max, k_max + 1):
+            if h == 0 and k < 0:
+                continue
+            lin = d * k + e * h
+            rest = a * h * h + b * k * k + f * h * k - q_max
+            disc = lin * lin - 4 * c * rest
+            if disc < 0:
+                continue
+            root = math.sqrt(disc)
+            l_low = math.ceil((-lin - root) / (2 * c))
+            l_high = math.floor((-lin + root) / (2 * c))
+            for l in range(l_low, l_high + 1):
+                if h == 0 and k == 0 and l <= 0:
+                    continue
+                if _allowed_one(h, k, l, centring):
+                    rows.append((h, k, l))
+    out = np.empty((len(rows), 3), dtype=np.int64)
+    for i in range(len(rows)):
+        out[i, 0], out[i, 1], out[i, 2] = rows[i]
+    return out
+
+
+@numba.njit(cache=True)
+def _count_indexed(
+    g6s: np.ndarray, q_low: np.ndarray, q_high: np.ndarray, centring: int, max_misses: int
+) -> np.ndarray:
+    """For each metric (rows of ``g6s``), how many lines (Q intervals [q_low, q_high]) some
+    allowed hkl falls in; -1 once more than ``max_misses`` lines are missed (early exit).
+
+    For each line, h and k run over their range and l is solved from the quadratic
+    C l² + (D k + E h) l + (A h² + B k² + F hk - Q) = 0 at the interval's middle; the two
+    integers nearest each root are tried."""
+    n_trials = g6s.shape[0]
+    n_lines = q_low.shape[0]
+    counts = np.full(n_trials, -1, dtype=np.int64)
+    for t in range(n_trials):
+        a, b, c, d, e, f = g6s[t, 0], g6s[t, 1], g6s[t, 2], g6s[t, 3], g6s[t, 4], g6s[t, 5]
+        # Direct-metric diagonal (cofactors of G*): the reach of h and k at a given Q.
+        det = (
+            a * (b * c - d * d / 4)
+            - f / 2 * (f / 2 * c - d / 2 * e / 2)
+            + e / 2 * (f / 2 * d / 2 - b * e / 2)
+        )
+        if det <= 0 or c <= 0:
+            continue
+        gh = (b * c - d * d / 4) / det
+        gk = (a * c - e * e / 4) / det
+        misses = 0
+        found = 0
+        for i in range(n_lines):
+            q_mid = 0.5 * (q_low[i] + q_high[i])
+            h_max = int(math.sqrt(q_high[i] * gh)) + 1
+            k_max = int(math.sqrt(q_high[i] * gk)) + 1
+            hit = False
+            for h in range(0, h_max + 1):
+                if hit:
+                    break
+                k_start = -k_max if h > 0 else 0
+                for k in range(k_start, k_max + 1):
+                    lin = d * k + e * h
+                    rest = a * h * h + b * k * k + f * h * k - q_mid
+                    disc = lin * lin - 4 * c * rest
+                    if disc < 0:
+                        continue
+                    root = math.sqrt(disc)
+                    for sign in (-1.0, 1.0):
+                        l_real = (-lin + sign * root) / (2 * c)
+                        l0 = math.floor(l_real)
+                        for l in (l0, l0 + 1):
+                            if h == 0 and k == 0 and l <= 0:
+                                continue
+                            if not _allowed_one(h, k, l, centring):
+                                continue
+                            q = a * h * h + b * k * k + c * l * l + d * k * l + e * h * l + f * h * k
+                            if q_low[i] <= q <= q_high[i]:
+                                hit = True
+                                break
+                        if hit:
+                            break
+                    if hit:
+                        break
+            if hit:
+                found += 1
+            else:
+                misses += 1
+                if misses > max_misses:
+                    break
+        if misses <= max_misses:
+            counts[t] = found
+    return counts
+
+
+# --- trial cells ------------------------------------------------------------------------
+
+
+@cache
+def _seed_coefficients(system: str) -> np.ndarray:
+    """Low-index reflections' coefficients in the system's parameters, most likely first:
+    the hkl that the first lines of a pattern usually are."""
+    limit = {"cubic": 4, "hexagonal": 3, "tetragonal": 3, "rhombohedral": 3}.get(system, 2)
+    ranges = np.arange(-limit, limit + 1)
+    hkl = np.stack(np.meshgrid(ranges, ranges, ranges, indexing="ij"), axis=-1).reshape(-1, 3)
+    hkl = hkl[np.any(hkl != 0, axis=1)]
+    if system == "rhombohedral":
+        hkl = hkl[allowed(hkl, "R")]
+    if system == "monoclinic":
+        # Two indices of 2 at most one at a time: (200), (-102), (021)..., not (220).
+        hkl = hkl[np.sum(np.abs(hkl) == 2, axis=1) <= 1]
+    coefficients = hkl_coefficients(hkl) @ FORMS[system].basis
+    unique = np.unique(np.round(coefficients).astype(np.int64), axis=0)
+    # Simplest first: the smallest Q for a cell with unit parameters.
+    order = np.lexsort((np.abs(unique).sum(axis=1), unique.sum(axis=1)))
+    seeds = unique[order]
+    cap = {"cubic": 24, "hexagonal": 16, "tetragonal": 16, "rhombohedral": 16}.get(system, 40)
+    if system == "orthorhombic":
+        cap = 26
+    if system == "monoclinic":
+        cap = 14
+    return seeds[:cap].astype(float)
+
+
+@cache
+def _assignments(system: str) -> np.ndarray:
+    """Every choice of distinct seed coefficients for the P base lines (P x P per row), one
+    of each set of choices that an exchange of axes turns into each other."""
+    seeds = _seed_coefficients(system)
+    p = FORMS[system].n_parameters
+    if p == 1:
+        return seeds[:, None, :]
+    choices = np.array(list(itertools.permutations(range(len(seeds)), p)))
+    chosen = seeds[choices]  # trials x P lines x P parameters
+    if system == "orthorhombic":
+        # Any permutation of the axes gives the same cells: keep one representative.
+        variants = [chosen[:, :, list(perm)] for perm in itertools.permutations(range(3))]
+        stacked = np.stack([v.reshape(len(chosen), -1) for v in variants])
+        chosen = chosen[_lexicographic_minimum(stacked)]
+    if system == "monoclinic":
+        # a <-> c (h <-> l) and the sign of hl give the same cells.
+        variants = [chosen]
+        swapped = chosen[:, :, [2, 1, 0, 3]]
+        variants.append(swapped)
+        flipped = chosen * np.array([1, 1, 1, -1])
+        variants.append(flipped)
+        variants.append(swapped * np.array([1, 1, 1, -1]))
+        stacked = np.stack([v.reshape(len(chosen), -1) for v in variants])
+        chosen = chosen[_lexicographic_minimum(stacked)]
+    return chosen
+
+
+def _lexicographic_minimum(stacked: np.ndarray) -> np.ndarray:
+    """Mask of the rows whose first variant (``stacked[0]``) is the lexicographically least
+    of all its variants (``stacked``: variants x rows x values), first occurrence only."""
+    first = stacked[0]
+    keep = np.ones(len(first), dtype=bool)
+    for other in stacked[1:]:
+        difference = other - first
+        nonzero = difference != 0
+        leading = np.argmax(nonzero, axis=1)
+        sign = difference[np.arange(len(first)), leading]
+        # other < first somewhere first: first is not the minimum.
+        keep &= ~(nonzero.any(axis=1) & (sign < 0))
+    _, unique_rows = np.unique(first[keep], axis=0, return_index=True)
+    mask = np.zeros(len(first), dtype=bool)
+    mask[np.flatnonzero(keep)[unique_rows]] = True
+    return mask
+
+
+def _solve_trials(system: str, q_base: np.ndarray) -> np.ndarray:
+    """Trial parameters (trials x P) from every P of the base lines' Q and every seed
+    assignment; non-positive-definite and duplicate cells dropped."""
+    form = FORMS[system]
+    p = form.n_parameters
+    assignments = _assignments(system)
+    determinants = np.linalg.det(assignments) if p > 1 else None
+    results = []
+    for lines in itertools.combinations(range(len(q_base)), p):
+        rhs = q_base[list(lines)]
+        if p == 1:
+            solutions = rhs[0] / assignments[:, 0, 0]
+            results.append(solutions[:, None])
+            continue
+        good = np.abs(determinants) > 1e-9
+        rhs_batch = np.broadcast_to(rhs[:, None], (int(good.sum()), p, 1))
+        solutions = np.linalg.solve(assignments[good], rhs_batch)[..., 0]
+        results.append(solutions)
+    trials = np.concatenate(results)
+    return trials
+
+
+def _positive_definite(g6s: np.ndarray) -> np.ndarray:
+    a, b, c, d, e, f = g6s.T
+    minor2 = a * b - f * f / 4
+    det = a * (b * c - d * d / 4) - f / 2 * (f / 2 * c - d / 2 * e / 2) + e / 2 * (
+        f / 2 * d / 2 - b * e / 2
+    )
+    return (a > 0) & (minor2 > 0) & (det > 0)
+
+
+def _shortest_edges(g6s: np.ndarray) -> np.ndarray:
+    """Shortest of a, b, c (Å) of each metric (rows of (A, B, C, D, E, F))."""
+    a, b, c, d, e, f = g6s.T
+    det = a * (b * c - d * d / 4) - f / 2 * (f / 2 * c - d / 2 * e / 2) + e / 2 * (
+        f / 2 * d / 2 - b * e / 2
+    )
+    squares = np.stack([b * c - d * d / 4, a * c - e * e / 4, a * b - f * f / 4]) / det
+    return np.sqrt(np.clip(squares.min(axis=0), 0, None))
+
+
+def _volumes(g6s: np.ndarray) -> np.ndarray:
+    a, b, c, d, e, f = g6s.T
+    det = a * (b * c - d * d / 4) - f / 2 * (f / 2 * c - d / 2 * e / 2) + e / 2 * (
+        f / 2 * d / 2 - b * e / 2
+    )
+    return 1 / np.sqrt(np.maximum(det, 1e-300))
+
+
+def _triclinic_trials(q_base: np.ndarray, q_lines: np.ndarray) -> np.ndarray:
+    """Reduced reciprocal cells: three base lines as Q(a*) <= Q(b*) <= Q(c*), each cross
+    term 0 or what makes a line Q(a*) + Q(b*) ± |F| (|F| <= the smaller Q, as in a reduced
+    cell); the signs of E and F fixed by choosing the axes' directions."""
+    trials = []
+    tol = 1e-9
+    for i, j, k in itertools.combinations_with_replacement(range(len(q_base)), 3):
+        qa, qb, qc = q_base[i], q_base[j], q_base[k]
+
+        def cross(q1: float, q2: float) -> np.ndarray:
+            gap = np.abs(q_lines - q1 - q2)
+            return np.concatenate([[0.0], gap[(gap <= min(q1, q2) + tol) & (gap > tol)]])
+
+        f_values = cross(qa, qb)
+        e_values = cross(qa, qc)
+        d_values = cross(qb, qc)
+        d_values = np.concatenate([d_values, -d_values[1:]])
+        grid = np.array(np.meshgrid(d_values, e_values, f_values, indexing="ij")).reshape(3, -1).T
+        block = np.empty((len(grid), 6))
+        block[:, :3] = (qa, qb, qc)
+        block[:, 3:] = grid
+        trials.append(block)
+    return np.concatenate(trials)
+
+
+# --- refinement -------------------------------------------------------------------------
+
+
+def _line_q(two_theta: np.ndarray, zero: float, wavelength: float) -> np.ndarray:
+    return q_of_two_theta(two_theta - zero, wavelength)
+
+
+def refine(
+    system: str,
+    centring: str,
+    parameters: np.ndarray,
+    two_theta: np.ndarray,
+    sigma_deg: np.ndarray,
+    wavelength: float,
+    settings: IndexSettings,
+    zero_shift_deg: float = 0.0,
+) -> Cell | None:
+    """Least-squares cell and zero shift from the lines (2θ, degrees, with 1σ uncertainties)
+    that ``parameters`` index, alternating with re-indexing; None when too few lines stay
+    indexed to fix the parameters and the zero shift."""
+    form = FORMS[system]
+    p = form.n_parameters
+    params = np.asarray(parameters, dtype=float)
+    zero = zero_shift_deg
+    weights = 1 / np.maximum(sigma_deg, MIN_SIGMA_DEG)
+    indexed = np.zeros(len(two_theta), dtype=bool)
+    hkl_of_line = np.zeros((len(two_theta), 3), dtype=int)
+    for _ in range(LSQ_ROUNDS):
+        g6 = form.basis @ params
+        if not _positive_definite(g6[None])[0]:
+            return None
+        q_obs = _line_q(two_theta, zero, wavelength)
+        q_max = q_obs.max() * 1.02 + 1e-6
+        hkl = reflections(g6, q_max, centring)
+        if len(hkl) == 0:
+            return None
+        calc = two_theta_of_q(hkl_coefficients(hkl) @ g6, wavelength) + zero
+        order = np.argsort(calc)
+        calc, hkl = calc[order], hkl[order]
+        nearest = _nearest(calc, two_theta)
+        indexed = np.abs(calc[nearest] - two_theta) <= settings.tolerance_deg
+        hkl_of_line = hkl[nearest]
+        if indexed.sum() < p + 2:
+            return None
+        design = hkl_coefficients(hkl_of_line[indexed]) @ form.basis
+        slope = dq_dtwo_theta(two_theta[indexed] - zero, wavelength)
+        scale = weights[indexed] / slope
+        refine_zero = settings.zero_shift_deg > 0
+        columns = [design] + ([slope[:, None]] if refine_zero else [])
+        matrix = np.hstack(columns) * scale[:, None]
+        target = q_obs[indexed] * scale
+        solution, *_ = np.linalg.lstsq(matrix, target, rcond=None)
+        params = params if not np.all(np.isfinite(solution)) else solution[:p]
+        if refine_zero:
+            zero = float(np.clip(zero + solution[p], -settings.zero_shift_deg, settings.zero_shift_deg))
+    return _scored(system, centring, params, zero, two_theta, wavelength, settings)
+
+
+def _nearest(sorted_values: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Index of the value of ``sorted_values`` nearest each target (NaN values never)."""
+    finite = np.isfinite(sorted_values)
+    values = np.where(finite, sorted_values, np.inf)
+    right = np.clip(np.searchsorted(values, targets), 0, len(values) - 1)
+    left = np.clip(right - 1, 0, len(values) - 1)
+    return np.where(np.abs(values[left] - targets) <= np.abs(values[right] - targets), left, right)
+
+
+def _scored(
+    system: str,
+    centring: str,
+    params: np.ndarray,
+    zero: float,
+    two_theta: np.ndarray,
+    wavelength: float,
+    settings: IndexSettings,
+) -> Cell | None:
+    """The cell with its figures of merit on the lines ``two_theta``."""
+    form = FORMS[system]
+    g6 = form.basis @ params
+    if not _positive_definite(g6[None])[0]:
+        return None
+    q_obs = _line_q(two_theta, zero, wavelength)
+    q_n = float(q_obs.max())
+    hkl = reflections(g6, q_n * 1.02 + 1e-6, centring)
+    if len(hkl) == 0:
+        return None
+    coefficients = hkl_coefficients(hkl) @ form.basis
+    q_calc = coefficients @ params
+    calc = two_theta_of_q(q_calc, wavelength) + zero
+    order = np.argsort(calc)
+    calc, hkl, q_calc, coefficients = calc[order], hkl[order], q_calc[order], coefficients[order]
+    nearest = _nearest(calc, two_theta)
+    delta = np.abs(calc[nearest] - two_theta)
+    indexed = delta <= settings.tolerance_deg
+    n_indexed = int(indexed.sum())
+    if n_indexed == 0:
+        return None
+    # Distinct lines the lattice system allows up to the last line used (the ones whose
+    # coefficients differ: symmetry-equivalent reflections are one line).
+    within = q_calc <= q_n * (1 + 1e-9) + 1e-12
+    n_calc = len(np.unique(np.round(coefficients[within], 6), axis=0))
+    # Discrepancies below the angle encoder's resolution are not information: floored there,
+    # so that exact (simulated) positions give a finite M(N).
+    slope = dq_dtwo_theta(two_theta[indexed] - zero, wavelength)
+    residual = np.maximum(np.abs(q_obs[indexed] - q_calc[nearest][indexed]), slope * MIN_SIGMA_DEG)
+    epsilon = float(np.mean(residual))
+    mean_delta = float(np.mean(np.maximum(delta[indexed], MIN_SIGMA_DEG)))
+    m = q_n / (2 * epsilon * max(n_calc, 1))
+    f = n_indexed / (mean_delta * max(n_calc, 1))
+    hkl_of_line = np.where(indexed[:, None], hkl[nearest], 0)
+    calc_of_line = np.where(indexed, calc[nearest], np.nan)
+    return Cell(
+        lattice_system=system,
+        centring=centring,
+        parameters=params,
+        zero_shift_deg=zero,
+        m=float(m),
+        f=float(f),
+        lines_indexed=n_indexed,
+        lines_used=len(two_theta),
+        hkl=hkl_of_line,
+        two_theta_calc=calc_of_line,
+        cell=conventional_cell(system, centring, g6),
+    )
+
+
+def conventional_cell(system: str, centring: str, g6: np.ndarray) -> dict[str, float]:
+    """Lengths (Å), angles (degrees) and volume (Å³) of the conventional cell: orthorhombic
+    axes in increasing length (a < b for C), monoclinic with β >= 90 degrees, triclinic
+    Niggli-reduced (spglib)."""
+    cell = cell_of_metric(g6)
+    if system == "orthorhombic":
+        lengths = [cell["a"], cell["b"], cell["c"]]
+        if centring == "C":
+            lengths[:2] = sorted(lengths[:2])
+        else:
+            lengths = sorted(lengths)
+        cell.update(a=lengths[0], b=lengths[1], c=lengths[2])
+    elif system == "monoclinic" and cell["beta"] < 90:
+        cell["beta"] = 180 - cell["beta"]
+    elif system == "triclinic":
+        import spglib
+
+        reduced = spglib.niggli_reduce(lattice_vectors(cell))
+        if reduced is not None:
+            cell = cell_of_metric(metric_of_lattice(np.asarray(reduced)))
+    return cell
+
+
+# --- the search -------------------------------------------------------------------------
+
+
+def _zero_grid(settings: IndexSettings) -> np.ndarray:
+    if settings.zero_shift_deg <= 0 or settings.zero_step_deg <= 0:
+        return np.zeros(1)
+    steps = int(math.floor(settings.zero_shift_deg / settings.zero_step_deg + 1e-9))
+    grid = np.arange(-steps, steps + 1) * settings.zero_step_deg
+    return grid[np.argsort(np.abs(grid), kind="stable")]
+
+
+def search(
+    system: str,
+    two_theta: np.ndarray,
+    sigma_deg: np.ndarray,
+    wavelength: float,
+    settings: IndexSettings,
+    deadline: float = math.inf,
+) -> Cell | None:
+    """The best cell of one lattice system for the lines at ``two_theta`` (degrees,
+    increasing), or None when no trial cell indexes enough of the first lines."""
+    form = FORMS[system]
+    n_quick = min(settings.quick_lines, len(two_theta))
+    quick = two_theta[:n_quick]
+    max_misses = int(SEARCH_MISSES_PER_LINE * n_quick)
+    base = min(settings.base_lines, len(two_theta))
+    trials_by_centring: dict[str, list[tuple[np.ndarray, np.ndarray, float]]] = {
+        c: [] for c in form.centrings
+    }
+    for zero in _zero_grid(settings):
+        if time.perf_counter() > deadline:
+            break
+        q_lines = _line_q(two_theta, zero, wavelength)
+        q_base = q_lines[:base]
+        if system == "triclinic":
+            params = _triclinic_trials(q_base, q_lines[: 2 * base])
+        else:
+            params = _solve_trials(system, q_base)
+        g6s = params @ form.basis.T
+        keep = _positive_definite(g6s)
+        params, g6s = params[keep], g6s[keep]
+        keep = (_volumes(g6s) <= settings.max_volume) & (_shortest_edges(g6s) >= MIN_CELL_EDGE)
+        params, g6s = params[keep], g6s[keep]
+        if len(params) == 0:
+            continue
+        params, g6s = _unique_rows(params, g6s)
+        low = _line_q(quick - settings.search_tolerance_deg, zero, wavelength)
+        high = _line_q(quick + settings.search_tolerance_deg, zero, wavelength)
+        for centring in form.centrings:
+            for setting, order in CENTRING_SETTINGS.get((system, centring), ((centring, None),)):
+                counts = _count_indexed(
+                    np.ascontiguousarray(g6s), low, high, CENTRING_CODES[setting], max_misses
+                )
+                good = counts >= 0
+                if good.any():
+                    found = params[good] if order is None else params[good][:, list(order)]
+                    trials_by_centring[centring].append((found, counts[good], zero))
+    best: Cell | None = None
+    for centring, found in trials_by_centring.items():
+        if not found:
+            continue
+        params = np.concatenate([f[0] for f in found])
+        counts = np.concatenate([f[1] for f in found])
+        zeros = np.concatenate([np.full(len(f[0]), f[2]) for f in found])
+        # Most lines first; among equals the smallest cell (fewest spurious lines).
+        volumes = _volumes(params @ form.basis.T)
+        order = np.lexsort((volumes, -counts))[:MAX_TRIALS_REFINED]
+        for t in order:
+            cell = refine(
+                system, centring, params[t], two_theta, sigma_deg, wavelength, settings, zeros[t]
+            )
+            if cell is not None and (best is None or _better(cell, best)):
+                best = cell
+    return best
+
+
+def _unique_rows(params: np.ndarray, g6s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop trial cells equal to an earlier one to 1 part in 10⁵."""
+    keys = np.round(g6s / np.abs(g6s).max(axis=1, keepdims=True).clip(1e-12) * 1e5)
+    keys = keys + np.round(np.log(np.abs(g6s[:, :1]) + 1e-12) * 1e5) * 1e6
+    # One number per row: a fixed random projection of the integer keys.
+    hashes = keys @ np.random.default_rng(0).uniform(1, 2, g6s.shape[1])
+    _, first = np.unique(hashes, return_index=True)
+    first.sort()
+    return params[first], g6s[first]
+
+
+def _better(cell: Cell, other: Cell) -> bool:
+    """More lines indexed, then a higher M(N)."""
+    return (cell.lines_indexed, cell.m) > (other.lines_indexed, other.m)
+
+
+def required_lines(system: str, n_lines: int, settings: IndexSettings) -> int:
+    """Lines a solution of ``system`` must index out of ``n_lines``: all but the unindexed
+    share, and at least twice its parameters plus the zero shift, so that a cell with many
+    free parameters cannot fit a few lines by construction."""
+    allowed_misses = int(settings.max_unindexed_share * n_lines + 1e-9)
+    return max(n_lines - allowed_misses, 2 * (FORMS[system].n_parameters + 1))
+
+
+def is_solution(cell: Cell, settings: IndexSettings) -> bool:
+    """Whether a cell passes: M(N) >= the threshold (higher with fewer than 20 lines: de
+    Wolff's M(N) of a right cell grows with fewer lines) and enough lines indexed."""
+    threshold = settings.min_figure_of_merit * max(1.0, 20 / max(cell.lines_used, 1))
+    return (
+        cell.m >= threshold
+        and cell.lines_indexed >= required_lines(cell.lattice_system, cell.lines_used, settings)
+    )
+
+
+def choose(candidates: dict[str, Cell], settings: IndexSettings) -> tuple[Cell | None, str | None]:
+    """The most symmetric solution that indexes at least as many lines as every less
+    symmetric solution, with an M(N) at least ``symmetry_ratio`` of theirs; with the reason
+    when no lattice system gives a solution."""
+    solutions = [candidates[s] for s in LATTICE_SYSTEMS if s in candidates]
+    solutions = [cell for cell in solutions if is_solution(cell, settings)]
+    for position, cell in enumerate(solutions):
+        lower = solutions[position + 1 :]
+        if all(
+            cell.lines_indexed >= other.lines_indexed
+            and cell.m >= settings.symmetry_ratio * other.m
+            for other in lower
+        ):
+            return cell, None
+    if not candidates:
+        return None, "no trial cell of any lattice system indexes the first lines"
+    best = max(candidates.values(), key=lambda cell: (cell.lines_indexed, cell.m))
+    return None, (
+        f"no cell passes (best: {best.lattice_system} {best.centring}, M = {best.m:.1f}, "
+        f"{best.lines_indexed} of {best.lines_used} lines indexed)"
+    )
+
+
+def index_lines(
+    two_theta_deg: np.ndarray,
+    wavelength: float,
+    sigma_deg: np.ndarray | None = None,
+    settings: IndexSettings | None = None,
+) -> IndexResult:
+    """Index lines at ``two_theta_deg`` (Kα1 positions, degrees) for ``wavelength`` Å.
+
+    Args:
+        two_theta_deg: peak positions, degrees 2θ; the first ``settings.n_lines`` in
+            increasing order are used.
+        wavelength: Å (the Kα1 line when the peaks are Kα1 positions).
+        sigma_deg: 1σ position uncertainty of each line, degrees (weights of the fit).
+        settings: search settings; the defaults when None.
+    """
+    settings = settings or IndexSettings()
+    started = time.perf_counter()
+    two_theta = np.asarray(two_theta_deg, dtype=float)
+    if two_theta.ndim != 1 or not np.all(np.isfinite(two_theta)):
+        raise XrdsymError("peak positions must be a list of finite angles")
+    if not wavelength > 0:
+        raise XrdsymError(f"wavelength must be > 0 Å, not {wavelength!r}")
+    sigma = (
+        np.full(len(two_theta), MIN_SIGMA_DEG)
+        if sigma_deg is None
+        else np.asarray(sigma_deg, dtype=float)
+    )
+    order = np.argsort(two_theta)[: settings.n_lines]
+    order.sort()
+    two_theta, sigma = two_theta[order], sigma[order]
+    keep = (two_theta > 0) & (two_theta < 180)
+    two_theta, sigma = two_theta[keep], sigma[keep]
+
+    def result(best, reason, candidates, spent) -> IndexResult:
+        return IndexResult(
+            best=best,
+            reason=reason,
+            candidates=candidates,
+            two_theta=two_theta,
+            wavelength=wavelength,
+            seconds=time.perf_counter() - started,
+            budget_spent=spent,
+        )
+
+    if len(two_theta) < settings.min_lines:
+        return result(
+            None,
+            f"{len(two_theta)} significant peaks, fewer than the {settings.min_lines} "
+            "needed to index",
+            {},
+            False,
+        )
+    deadline = started + settings.time_budget_s
+    candidates: dict[str, Cell] = {}
+    spent = False
+    for system in LATTICE_SYSTEMS:
+        if time.perf_counter() > deadline:
+            spent = True
+            break
+        if len(two_theta) < 2 * (FORMS[system].n_parameters + 1):
+            continue
+        cell = search(system, two_theta, sigma, wavelength, settings, deadline)
+        if cell is not None:
+            candidates[system] = cell
+    best, reason = choose(candidates, settings)
+    if spent and best is None:
+        reason = f"time budget of {settings.time_budget_s:g} s spent; {reason}"
+    return result(best, reason, candidates, spent)
