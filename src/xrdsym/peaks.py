@@ -1,0 +1,660 @@
+"""Peak positions from a powder profile (a measured scan or a simulated pattern).
+
+Steps: the project's SNIP background; a counting-noise model (σ ∝ √counts, its scale from the
+robust spread of second differences, so a sloping background counts as no noise); candidates
+where the smoothed second derivative has a significant minimum and the smoothed profile a
+significant height; overlapping candidates fitted together as pseudo-Voigt peaks on a linear
+local background, all groups at once by a batched Levenberg-Marquardt. For an anode's Kα or
+Kα1 wavelength every reflection is a Kα1 + Kα2 doublet (Kα2 at sin θ2 = λ2/λ1 sin θ1, same
+width) when the scan shows one: the Kα2 share is fitted on the resolved peaks first, so
+monochromated and Kα2-stripped scans are fitted as singlets. Each reflection gives one Kα1
+position, with its uncertainty from the fit's covariance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from xrdsym.errors import ParamsError, XrdsymError
+from xrdsym.preprocessing import snip_backgrounds
+from xrdsym.wavelengths import WAVELENGTHS, kalpha2_ratio, nearest_anode
+
+# Gaussian FWHM / σ.
+FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))
+FOUR_LN2 = 4 * math.log(2)
+# Area of a unit-height Gaussian and Lorentzian of FWHM 1.
+GAUSS_AREA = math.sqrt(math.pi / FOUR_LN2)
+LORENTZ_AREA = math.pi / 2
+# Robust σ of a normal sample from its median absolute value.
+MAD_TO_SIGMA = 1.4826
+# Variance of a second difference y[i-1] - 2 y[i] + y[i+1] of white noise, in σ².
+SECOND_DIFFERENCE_VARIANCE = 6.0
+# Counts below this fraction of the profile's median are treated as the median's fraction in
+# the noise model: a zero-count stretch (a stripped background) is not noise-free.
+NOISE_FLOOR_OF_MEDIAN = 0.05
+# Levenberg-Marquardt: iterations (a group from good starting values converges in 10-20),
+# damping to start with and its factor on a rejected / accepted step, and the relative change
+# of the cost below which a group counts as converged.
+MAX_ITERATIONS = 60
+START_DAMPING = 1e-3
+DAMPING_FACTOR = 4.0
+CONVERGED_COST = 1e-9
+# A group whose steps keep failing until the damping reaches this is at its minimum.
+MAX_DAMPING = 1e4
+# Two peaks of one width closer than this fraction of it show no dip between them (nor two
+# separate curvature minima, except by noise): they are fitted as one.
+UNRESOLVED_OF_FWHM = 0.5
+# Natural Kα2 / Kα1 intensity ratio of an unfiltered tube (1 : 2 for the 2p3/2, 2p1/2 levels),
+# assumed when no peak resolves the doublet well enough to measure it.
+NATURAL_KALPHA2_SHARE = 0.5
+# A peak measures the Kα2 share when its doublet splits by at least this fraction of its FWHM
+# (below, share and position trade off in the fit) and it stands at least this many times
+# the detection threshold.
+RESOLVED_SPLIT_OF_FWHM = 0.5
+RESOLVED_SIGNIFICANCE = 3.0
+# At most this many resolved peaks (the strongest) measure the Kα2 share: enough for a
+# precise share, a fraction of the scan's fitting time.
+SHARE_PEAKS = 10
+# A candidate at a stronger candidate's Kα2 position (within this fraction of its FWHM), and
+# at most this fraction of its height, is that peak's Kα2 line, not a reflection.
+GHOST_DISTANCE_OF_FWHM = 0.5
+GHOST_MAX_HEIGHT = 0.8
+
+
+@dataclass(frozen=True)
+class PeakSettings:
+    """Tolerances of :func:`find_peaks` (the ``peaks`` section of params.yaml)."""
+
+    # Detection threshold in units of the noise σ of the smoothed profile: pure Poisson noise
+    # over 4,500 points stays below 5 σ (tests), the weakest peaks an eye picks out are ~6 σ.
+    min_significance: float = 5.0
+    # In a noise-free profile, the threshold as a fraction of the highest peak: well below the
+    # weak reflections an indexer uses, above the rounding of simulated intensities.
+    min_relative_height: float = 1e-3
+    # A candidate also needs a minimum of the smoothed second derivative this many of its own
+    # noise σ deep: the derivative's noise is ~2x the profile's at the same smoothing, so a
+    # peak at the height threshold shows a curvature of ~3 σ; noise wiggles on the flank of a
+    # strong peak pass too, and are merged into it (UNRESOLVED_OF_FWHM) or fitted to nothing.
+    min_curvature_significance: float = 3.0
+    # SNIP's largest clipping window, degrees 2θ: wider than any Bragg peak (FWHM below 0.5
+    # degrees), narrower than an amorphous hump (FWHM 5-15 degrees); as preprocessing's.
+    background_window_deg: float = 3.0
+    # FWHM of the Gaussian that smooths the profile for detection, degrees 2θ: the narrowest
+    # laboratory Bragg peak (preprocessing.PEAK_WIDTH_DEG), so a peak keeps its height.
+    smoothing_fwhm_deg: float = 0.05
+    # Keep at most this many peaks (the strongest): an indexer uses the first 20-40 lines.
+    max_peaks: int = 60
+    # Peaks broader than this (degrees 2θ) are background (an amorphous hump), not Bragg peaks
+    # (nanocrystalline peaks reach ~2 degrees).
+    max_fwhm_deg: float = 2.0
+    # Peaks narrower than this many steps are spikes (a cosmic ray, a bad pixel).
+    min_fwhm_steps: float = 0.8
+    # Each peak is fitted over its centre ± this many FWHMs (its Kα2 line's too): a Gaussian is
+    # at 2e-11 there, a Lorentzian's remaining tail is taken by the linear background.
+    window_fwhm: float = 3.0
+    # At most this many peaks in one fitted group: a longer chain of overlaps is cut at its
+    # widest gap (the neighbours' tails go to each part's background).
+    max_group_peaks: int = 8
+    # Below this fitted Kα2 / Kα1 intensity ratio a scan counts as monochromated or
+    # Kα2-stripped and is fitted as singlets (a stripped scan leaves below 0.1).
+    min_kalpha2_share: float = 0.2
+    # Floor of the position uncertainty, in steps: the fit cannot place a peak better than a
+    # small fraction of the sampling, whatever its covariance says.
+    min_sigma_steps: float = 0.02
+
+    @classmethod
+    def from_params(cls, section: dict[str, Any] | None) -> PeakSettings:
+        """Settings from a params section whose keys are named like the fields (missing keys
+        keep their defaults); an unknown key or a bad value raises ParamsError naming it."""
+        if section is None:
+            return cls()
+        if not isinstance(section, dict):
+            raise ParamsError(f"peaks: expected a mapping of settings, got {section!r}")
+        known = {field.name: field for field in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in section.items():
+            if key not in known:
+                raise ParamsError(f"peaks.{key}: unknown key (known: {', '.join(known)})")
+            values[key] = _checked(key, value, known[key].type == "int")
+        return cls(**values)
+
+
+def _checked(key: str, value: Any, integer: bool) -> float | int:
+    """``value`` as a positive int (``integer``) or a finite non-negative float, else a
+    ParamsError naming ``peaks.key``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParamsError(f"peaks.{key}: expected a number, got {value!r}")
+    if integer:
+        if not isinstance(value, int) or value < 1:
+            raise ParamsError(f"peaks.{key}: expected a positive integer, got {value!r}")
+        return value
+    if not math.isfinite(value) or value < 0 or (value == 0 and key != "min_relative_height"):
+        raise ParamsError(f"peaks.{key}: expected a positive number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class PeakList:
+    """Fitted reflections of one scan, sorted by 2θ; arrays of one value per reflection."""
+
+    two_theta: np.ndarray  # degrees, Kα1 position
+    d_spacing: np.ndarray  # Å, from two_theta and wavelength
+    intensity: np.ndarray  # integrated intensity above background, Kα1 line only
+    fwhm: np.ndarray  # degrees
+    sigma_two_theta: np.ndarray  # 1σ position uncertainty, degrees
+    significance: np.ndarray  # smoothed Kα1 height over the smoothed noise σ
+    wavelength: float  # Å the positions refer to (λ(Kα1) when kalpha2)
+    kalpha2: bool  # whether the peaks were fitted as Kα1 + Kα2 doublets
+    noise: float  # noise σ of one point at the background's median level, intensity units
+
+    def __len__(self) -> int:
+        return int(self.two_theta.size)
+
+    def to_records(self) -> list[dict[str, float]]:
+        """One plain-float dict per reflection, for JSON."""
+        names = ("two_theta", "d_spacing", "intensity", "fwhm", "sigma_two_theta")
+        columns = [getattr(self, name).tolist() for name in names]
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """Fitted groups: per peak (flattened over groups) its parameters and 1σ of the centre."""
+
+    centre: np.ndarray
+    height: np.ndarray
+    fwhm: np.ndarray
+    eta: np.ndarray
+    sigma_centre: np.ndarray
+    share: np.ndarray  # the group's fitted Kα2 share (its fixed one when not fitted)
+    sigma_share: np.ndarray
+    inside: np.ndarray  # centre within the group's window
+
+
+def find_peaks(
+    two_theta_deg: np.ndarray,
+    intensities: np.ndarray,
+    wavelength_angstrom: float,
+    settings: PeakSettings | None = None,
+) -> PeakList:
+    """Reflections of a powder profile: 2θ in degrees (increasing), intensities (counts or any
+    unit), the wavelength in Å. Bad input raises XrdsymError; a scan with no significant peak
+    gives an empty PeakList."""
+    settings = settings or PeakSettings()
+    x, y = _validated(two_theta_deg, intensities, wavelength_angstrom)
+    step = float(np.median(np.diff(x)))
+    half_window = max(1, round(settings.background_window_deg / 2 / step))
+    background = snip_backgrounds(y[None], np.array([0]), np.array([y.size - 1]), half_window)[0]
+    residual = y - background
+    sigma_points = max(1.0, settings.smoothing_fwhm_deg / step / FWHM_PER_SIGMA)
+    smoothed = gaussian_filter1d(residual, sigma_points, mode="nearest")
+    curvature = gaussian_filter1d(residual, sigma_points, order=2, mode="nearest")
+    # SNIP follows the noise's lower envelope: heights count from the residual's local median,
+    # and the counts expected without a peak are the background plus that median.
+    offset = _running_median(smoothed, 2 * half_window + 1)
+    noise_scale, level = _noise_model(y)
+    point_sigma = noise_scale * np.sqrt(np.maximum(background + offset, level))
+    # The noise of the smoothed profile and of its second derivative, per point σ.
+    kernel = _gaussian_kernel(sigma_points, 0)
+    smooth_sigma = point_sigma * math.sqrt(float(np.sum(kernel**2)))
+    curvature_sigma = point_sigma * math.sqrt(float(np.sum(_gaussian_kernel(sigma_points, 2) ** 2)))
+    height = smoothed - offset
+    threshold = np.maximum(
+        settings.min_significance * smooth_sigma, settings.min_relative_height * height.max()
+    )
+    curvature_threshold = np.maximum(
+        settings.min_curvature_significance * curvature_sigma,
+        settings.min_relative_height * max(-curvature.min(), 0.0),
+    )
+    noise = float(np.median(point_sigma))
+    ratio = kalpha2_ratio(wavelength_angstrom)
+    empty = _empty(wavelength_angstrom, noise)
+    candidates = _candidates(height, curvature, threshold, curvature_threshold)
+    if candidates.size == 0 or height.max() <= 0:
+        return empty
+    fwhm_guess = _fwhm_guess(height[candidates], curvature[candidates], sigma_points) * step
+    fwhm_guess = np.clip(fwhm_guess, 2 * step, settings.max_fwhm_deg)
+    distinct = _distinct(x[candidates], height[candidates], fwhm_guess)
+    candidates, fwhm_guess = candidates[distinct], fwhm_guess[distinct]
+    # Relative weights 1/σ (the covariance is scaled by the fit's own χ²); uniform when the
+    # profile has no noise.
+    weights = point_sigma.min() / point_sigma if noise_scale > 0 else np.ones_like(y)
+
+    def fit(centres: np.ndarray, fwhms: np.ndarray, share: float, free: bool) -> _Fit:
+        return _fit_groups(x, y, weights, background, centres, fwhms, ratio, share, free, settings)
+
+    share = 0.0
+    if ratio is not None:
+        doublet = ~_ghosts(x[candidates], height[candidates], fwhm_guess, ratio)
+        share = _kalpha2_share(
+            x,
+            candidates[doublet],
+            fwhm_guess[doublet],
+            height,
+            threshold,
+            ratio,
+            settings.window_fwhm,
+            fit,
+        )
+        if share < settings.min_kalpha2_share:
+            share = 0.0
+        else:
+            candidates, fwhm_guess = candidates[doublet], fwhm_guess[doublet]
+    result = fit(x[candidates], fwhm_guess, share, False)
+    keep = (
+        result.inside
+        & (result.height > 0)
+        & (result.fwhm >= settings.min_fwhm_steps * step)
+        & (result.fwhm <= settings.max_fwhm_deg)
+        & np.isfinite(result.sigma_centre)
+    )
+    centre = result.centre
+    # Significance as detection sees it: the Kα1 height through the smoothing, over the
+    # smoothed noise at the peak.
+    sigma_smoothing = sigma_points * step * FWHM_PER_SIGMA
+    seen = result.height * result.fwhm / np.hypot(result.fwhm, sigma_smoothing)
+    where = np.clip(np.searchsorted(x, centre), 0, x.size - 1)
+    significance = seen / np.maximum(smooth_sigma[where], 1e-300)
+    keep &= seen >= threshold[where]
+    if not keep.any():
+        return empty
+    area = result.height * result.fwhm * (result.eta * LORENTZ_AREA + (1 - result.eta) * GAUSS_AREA)
+    order = np.flatnonzero(keep)
+    order = order[np.argsort(-area[order], kind="stable")[: settings.max_peaks]]
+    order = order[np.argsort(centre[order])]
+    kalpha2 = share > 0
+    anode = nearest_anode(wavelength_angstrom)
+    wavelength = WAVELENGTHS[anode + "Ka1"] if kalpha2 and anode else wavelength_angstrom
+    two_theta = centre[order]
+    return PeakList(
+        two_theta=two_theta,
+        d_spacing=wavelength / (2 * np.sin(np.radians(two_theta) / 2)),
+        intensity=area[order],
+        fwhm=result.fwhm[order],
+        sigma_two_theta=np.maximum(result.sigma_centre[order], settings.min_sigma_steps * step),
+        significance=significance[order],
+        wavelength=float(wavelength),
+        kalpha2=bool(kalpha2),
+        noise=noise,
+    )
+
+
+def _validated(
+    two_theta_deg: np.ndarray, intensities: np.ndarray, wavelength_angstrom: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The scan as float arrays, or an XrdsymError saying what is wrong with it."""
+    try:
+        x = np.asarray(two_theta_deg, dtype=float)
+        y = np.asarray(intensities, dtype=float)
+        wavelength = float(wavelength_angstrom)
+    except (TypeError, ValueError) as exc:
+        raise XrdsymError(f"peak search: not numbers ({exc})") from None
+    if x.ndim != 1 or y.ndim != 1:
+        raise XrdsymError("peak search: 2θ and intensities must be one-dimensional")
+    if x.size != y.size:
+        raise XrdsymError(f"peak search: {x.size} angles but {y.size} intensities")
+    if x.size < 3:
+        raise XrdsymError(f"peak search: {x.size} points, need at least 3")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise XrdsymError("peak search: NaN or infinite values in the scan")
+    if not (np.diff(x) > 0).all():
+        raise XrdsymError("peak search: 2θ must be strictly increasing")
+    if not (math.isfinite(wavelength) and wavelength > 0):
+        raise XrdsymError(f"peak search: wavelength must be positive, got {wavelength_angstrom}")
+    return x, y
+
+
+def _empty(wavelength_angstrom: float, noise: float) -> PeakList:
+    """A PeakList with no reflection."""
+    nothing = np.empty(0)
+    return PeakList(
+        *(nothing,) * 6, wavelength=float(wavelength_angstrom), kalpha2=False, noise=noise
+    )
+
+
+def _noise_model(y: np.ndarray) -> tuple[float, float]:
+    """Counting noise σ = scale √max(intensity, level): the scale from the robust spread of
+    second differences (blind to a linear background) over √(6 · local intensity), and the
+    floor level. Poisson counts give scale 1; a noise-free profile nearly 0."""
+    local = gaussian_filter1d(y, 2.0, mode="nearest")
+    level = max(NOISE_FLOOR_OF_MEDIAN * float(np.median(np.abs(local))), 1e-12 * np.abs(y).max())
+    if level == 0:
+        return 0.0, 1.0
+    second = y[:-2] - 2 * y[1:-1] + y[2:]
+    normalised = second / np.sqrt(SECOND_DIFFERENCE_VARIANCE * np.maximum(local[1:-1], level))
+    return MAD_TO_SIGMA * float(np.median(np.abs(normalised))), level
+
+
+def _gaussian_kernel(sigma_points: float, order: int) -> np.ndarray:
+    """The weights gaussian_filter1d applies at one point (for the noise it lets through)."""
+    impulse = np.zeros(2 * int(4 * sigma_points + 0.5) + 1)
+    impulse[impulse.size // 2] = 1.0
+    return gaussian_filter1d(impulse, sigma_points, order=order, mode="constant")
+
+
+def _running_median(values: np.ndarray, width: int) -> np.ndarray:
+    """Median over a window of ``width`` points, from medians of blocks of width / 4 points
+    interpolated (a full running median over a 300-point window costs far more)."""
+    block = max(1, width // 4)
+    blocks = values.size // block
+    if blocks < 2:
+        return np.full_like(values, np.median(values))
+    medians = np.median(values[: blocks * block].reshape(blocks, block), axis=1)
+    spread = max(1, width // block)
+    padded = np.pad(medians, spread // 2, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, spread)[:blocks]
+    centres = (np.arange(blocks) + 0.5) * block
+    return np.interp(np.arange(values.size), centres, np.median(windows, axis=1))
+
+
+def _candidates(
+    height: np.ndarray,
+    curvature: np.ndarray,
+    threshold: np.ndarray,
+    curvature_threshold: np.ndarray,
+) -> np.ndarray:
+    """Indices where the smoothed second derivative has a local minimum, significantly below
+    zero, and the smoothed profile is significantly high."""
+    inner = slice(1, -1)
+    minimum = (curvature[inner] < curvature[:-2]) & (curvature[inner] <= curvature[2:])
+    index = np.flatnonzero(minimum) + 1
+    significant = (-curvature[index] >= curvature_threshold[index]) & (
+        height[index] >= threshold[index]
+    )
+    return index[significant]
+
+
+def _fwhm_guess(height: np.ndarray, curvature: np.ndarray, sigma_points: float) -> np.ndarray:
+    """FWHM in points of Gaussians with these smoothed heights and second derivatives (per
+    point²), the smoothing's σ (points) taken out: a Gaussian's σ² is height / |curvature|."""
+    sigma_squared = height / np.maximum(-curvature, 1e-300)
+    return FWHM_PER_SIGMA * np.sqrt(np.maximum(sigma_squared - sigma_points**2, 1.0))
+
+
+def _distinct(centre: np.ndarray, height: np.ndarray, fwhm: np.ndarray) -> np.ndarray:
+    """Which candidates (sorted by centre) to keep: of two closer than UNRESOLVED_OF_FWHM of
+    the narrower's FWHM (noise on one peak's top), the higher."""
+    keep = np.ones(centre.size, dtype=bool)
+    while True:
+        index = np.flatnonzero(keep)
+        gap = np.diff(centre[index])
+        close = gap < UNRESOLVED_OF_FWHM * np.minimum(fwhm[index[:-1]], fwhm[index[1:]])
+        if not close.any():
+            return keep
+        pair = int(np.argmax(close))
+        left, right = index[pair], index[pair + 1]
+        keep[right if height[right] < height[left] else left] = False
+
+
+def _kalpha2_two_theta(two_theta_deg: np.ndarray, ratio: float) -> np.ndarray:
+    """Kα2 position (degrees) of Kα1 lines at ``two_theta_deg``: sin θ2 = ratio sin θ1."""
+    sine = np.minimum(ratio * np.sin(np.radians(two_theta_deg) / 2), 1.0)
+    return 2 * np.degrees(np.arcsin(sine))
+
+
+def _ghosts(centre: np.ndarray, height: np.ndarray, fwhm: np.ndarray, ratio: float) -> np.ndarray:
+    """Which candidates sit at a stronger candidate's Kα2 position (its Kα2 line)."""
+    kalpha2 = _kalpha2_two_theta(centre, ratio)
+    near = np.abs(centre[None, :] - kalpha2[:, None]) < GHOST_DISTANCE_OF_FWHM * fwhm[:, None]
+    weaker = height[None, :] <= GHOST_MAX_HEIGHT * height[:, None]
+    return (near & weaker).any(axis=0)
+
+
+def _kalpha2_share(
+    x: np.ndarray,
+    candidates: np.ndarray,
+    fwhm: np.ndarray,
+    height: np.ndarray,
+    threshold: np.ndarray,
+    ratio: float,
+    window_fwhm: float,
+    fit: Any,
+) -> float:
+    """The scan's Kα2 / Kα1 intensity ratio, fitted (weighted mean) on its strongest peaks
+    whose doublet is resolved, with the candidates overlapping them; NATURAL_KALPHA2_SHARE
+    when none is resolved."""
+    centre = x[candidates]
+    split = _kalpha2_two_theta(centre, ratio) - centre
+    strong = height[candidates] >= RESOLVED_SIGNIFICANCE * threshold[candidates]
+    resolved = np.flatnonzero((split >= RESOLVED_SPLIT_OF_FWHM * fwhm) & strong)
+    if resolved.size == 0:
+        return NATURAL_KALPHA2_SHARE
+    resolved = resolved[np.argsort(-height[candidates[resolved]])[:SHARE_PEAKS]]
+    low = centre[resolved] - window_fwhm * fwhm[resolved]
+    high = centre[resolved] + split[resolved] + window_fwhm * fwhm[resolved]
+    nearby = ((centre[:, None] >= low) & (centre[:, None] <= high)).any(axis=1)
+    result = fit(centre[nearby], fwhm[nearby], NATURAL_KALPHA2_SHARE, True)
+    measured = np.isin(np.flatnonzero(nearby), resolved)
+    share, sigma = result.share[measured], result.sigma_share[measured]
+    good = np.isfinite(sigma) & (sigma > 0) & result.inside[measured]
+    if not good.any():
+        return NATURAL_KALPHA2_SHARE
+    weight = 1 / sigma[good] ** 2
+    return float(np.sum(weight * share[good]) / np.sum(weight))
+
+
+def _groups(low: np.ndarray, high: np.ndarray, centre: np.ndarray, most: int) -> list[np.ndarray]:
+    """Runs of consecutive peaks (sorted by centre) whose windows [low, high] overlap, runs of
+    more than ``most`` cut at their widest gap between centres."""
+    reach = np.maximum.accumulate(high)
+    starts = np.flatnonzero(np.r_[True, low[1:] > reach[:-1]])
+    pending = np.split(np.arange(centre.size), starts[1:])
+    groups: list[np.ndarray] = []
+    while pending:
+        group = pending.pop()
+        if group.size <= most:
+            groups.append(group)
+            continue
+        cut = int(np.argmax(np.diff(centre[group]))) + 1
+        pending += [group[:cut], group[cut:]]
+    return sorted(groups, key=lambda group: int(group[0]))
+
+
+def _fit_groups(
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    background: np.ndarray,
+    centres: np.ndarray,
+    fwhms: np.ndarray,
+    ratio: float | None,
+    share: float,
+    free: bool,
+    settings: PeakSettings,
+) -> _Fit:
+    """Pseudo-Voigt peaks (Kα1 + ``share`` Kα2 when ``ratio`` and share > 0 or ``free``, the
+    share then fitted per group) on a linear background, fitted to (x, y) with ``weights``
+    (1/σ): groups of overlapping peaks, those of about one size (peaks up to the next power
+    of two) fitted at once, so that few are padded."""
+    doublet = ratio is not None and (share > 0 or free)
+    line_ratio = ratio if doublet else 1.0
+    reach = settings.window_fwhm * fwhms
+    low = centres - reach
+    high = (_kalpha2_two_theta(centres, line_ratio) if doublet else centres) + reach
+    groups = _groups(low, high, centres, settings.max_group_peaks)
+    buckets: dict[int, list[np.ndarray]] = {}
+    for group in groups:
+        buckets.setdefault(int(group.size - 1).bit_length(), []).append(group)
+    columns = {name: np.empty(centres.size) for name in _Fit.__dataclass_fields__}
+    columns["inside"] = np.zeros(centres.size, dtype=bool)
+    for bucket in buckets.values():
+        starts = (centres, fwhms, low, high)
+        part = _fit_batch(x, y, weights, background, starts, share, free, line_ratio, bucket)
+        index = np.sort(np.concatenate(bucket))
+        for name in columns:
+            columns[name][index] = getattr(part, name)
+    return _Fit(**columns)
+
+
+def _fit_batch(
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    background: np.ndarray,
+    starts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    share: float,
+    free: bool,
+    line_ratio: float,
+    groups: list[np.ndarray],
+) -> _Fit:
+    """Levenberg-Marquardt on ``groups`` (indices into ``starts``: every peak's starting
+    centre, FWHM and window's low and high end, degrees) all at once; Kα2 lines at
+    ``line_ratio`` (1: none) with ``share`` (fitted when ``free``). The _Fit's rows follow the
+    groups' peaks in increasing order."""
+    doublet = line_ratio != 1.0
+    centres, fwhms, low, high = starts
+    n_groups, most = len(groups), max(group.size for group in groups)
+    first = np.array([np.searchsorted(x, low[group].min()) for group in groups])
+    last = np.array([np.searchsorted(x, high[group].max(), side="right") for group in groups])
+    # At least as many points as parameters and a few more, for the covariance.
+    n_params = 4 + 3 * most
+    short = np.maximum(n_params + 4 - (last - first), 0)
+    first = np.maximum(first - (short + 1) // 2, 0)
+    last = np.minimum(last + (short + 1) // 2, x.size)
+    size = int((last - first).max())
+    index = np.minimum(first[:, None] + np.arange(size), x.size - 1)
+    used = np.arange(size) < (last - first)[:, None]
+    mid = 0.5 * (x[first] + x[last - 1])
+    u = x[index] - mid[:, None]
+    data = y[index]
+    weight = np.where(used, weights[index], 0.0)
+    active = np.zeros((n_groups, most), dtype=bool)
+    slots = np.zeros((n_groups, most), dtype=int)
+    for row, group in enumerate(groups):
+        active[row, : group.size] = True
+        slots[row, : group.size] = group
+    # Parameters per group: background level and slope, η, Kα2 share, then centres (relative to
+    # the group's middle), heights and FWHMs of its peaks.
+    theta = np.zeros((n_groups, n_params))
+    slope = (background[last - 1] - background[first]) / np.maximum(x[last - 1] - x[first], 1e-12)
+    theta[:, 0] = background[np.clip((first + last) // 2, 0, x.size - 1)]
+    theta[:, 1] = slope
+    theta[:, 2] = 0.5
+    theta[:, 3] = share if doublet else 0.0
+    peak_at = np.clip(np.searchsorted(x, centres), 0, x.size - 1)
+    start_height = np.maximum(y[peak_at] - background[peak_at], 0) / (1 + theta[0, 3])
+    theta[:, 4 : 4 + most] = np.where(active, centres[slots] - mid[:, None], 0.0)
+    theta[:, 4 + most : 4 + 2 * most] = np.where(active, start_height[slots], 0.0)
+    theta[:, 4 + 2 * most :] = np.where(active, fwhms[slots], 1.0)
+    variable = np.zeros((n_groups, n_params), dtype=bool)
+    variable[:, :3] = True
+    variable[:, 3] = free and doublet
+    variable[:, 4:] = np.tile(active, 3)
+
+    points = (u + mid[:, None])[:, None, :]
+    # Centres may leave their window by at most its width (to be rejected), never so far that
+    # the Kα2 line's sine passes 1.
+    span = x[last - 1] - x[first]
+
+    def evaluate(params: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted residuals (groups x points) of the groups ``rows`` with parameters
+        ``params`` (one row each), and their Jacobian (groups x points x parameters)."""
+        n_rows = rows.size
+        centre = params[:, 4 : 4 + most, None] + mid[rows, None, None]
+        peak_height = np.where(active[rows], params[:, 4 + most : 4 + 2 * most], 0.0)[:, :, None]
+        fwhm = params[:, 4 + 2 * most :, None]
+        eta = params[:, 2, None, None]
+        kalpha2_share = params[:, 3, None, None]
+        lines = [(centre, np.ones_like(centre), 1.0)]
+        if doublet:
+            sine = line_ratio * np.sin(np.radians(centre) / 2)
+            slope = line_ratio * np.cos(np.radians(centre) / 2) / np.sqrt(1 - sine**2)
+            lines.append((2 * np.degrees(np.arcsin(sine)), slope, kalpha2_share))
+        profile = np.zeros((n_rows, most, size))
+        d_centre, d_fwhm, d_eta, second = (np.zeros_like(profile) for _ in range(4))
+        # Per line: its centre, d(centre)/d(Kα1 centre) and its intensity share.
+        for line, (line_centre, moves, line_share) in enumerate(lines):
+            z = (points[rows] - line_centre) / fwhm
+            lorentz = 1 / (1 + 4 * z**2)
+            gauss = np.exp(-FOUR_LN2 * z**2)
+            shape = eta * lorentz + (1 - eta) * gauss
+            profile += line_share * shape
+            slope_z = -8 * z * (eta * lorentz**2 + (1 - eta) * math.log(2) * gauss)
+            d_centre -= line_share * slope_z * moves / fwhm
+            d_fwhm -= line_share * slope_z * z / fwhm
+            d_eta += line_share * (lorentz - gauss)
+            if line:
+                second = shape
+        line = params[:, 0, None] + params[:, 1, None] * u[rows]
+        residual = weight[rows] * (data[rows] - line - np.sum(peak_height * profile, axis=1))
+        jac = np.empty((n_rows, size, n_params))
+        jac[:, :, 0] = 1.0
+        jac[:, :, 1] = u[rows]
+        jac[:, :, 2] = np.sum(peak_height * d_eta, axis=1)
+        jac[:, :, 3] = np.sum(peak_height * second, axis=1)
+        jac[:, :, 4 : 4 + most] = (peak_height * d_centre).transpose(0, 2, 1)
+        jac[:, :, 4 + most : 4 + 2 * most] = profile.transpose(0, 2, 1)
+        jac[:, :, 4 + 2 * most :] = (peak_height * d_fwhm).transpose(0, 2, 1)
+        return residual, -weight[rows, :, None] * jac * variable[rows, None, :]
+
+    lower = np.r_[-np.inf, -np.inf, 0.0, 0.0]
+    upper = np.r_[np.inf, np.inf, 1.0, 1.0]
+
+    def bounded(params: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        params[:, :4] = np.clip(params[:, :4], lower, upper)
+        params[:, 4 : 4 + most] = np.clip(
+            params[:, 4 : 4 + most], -1.5 * span[rows, None], 1.5 * span[rows, None]
+        )
+        fwhm = params[:, 4 + 2 * most :]
+        params[:, 4 + 2 * most :] = np.where(active[rows], np.maximum(np.abs(fwhm), 1e-6), 1.0)
+        return params
+
+    every = np.arange(n_groups)
+    damping = np.full(n_groups, START_DAMPING)
+    base, jac = evaluate(theta, every)
+    cost = np.sum(base**2, axis=1)
+    done = np.zeros(n_groups, dtype=bool)
+    eye = np.eye(n_params)
+    for _ in range(MAX_ITERATIONS):
+        rows = np.flatnonzero(~done)
+        if rows.size == 0:
+            break
+        free_rows = variable[rows]
+        normal = np.matmul(jac[rows].transpose(0, 2, 1), jac[rows])
+        gradient = np.matmul(jac[rows].transpose(0, 2, 1), base[rows, :, None])
+        diagonal = np.where(free_rows, np.diagonal(normal, axis1=1, axis2=2), 0.0)
+        diagonal = np.maximum(diagonal, 1e-12 * diagonal.max(axis=1, keepdims=True))
+        damped = normal + eye * (diagonal * damping[rows, None] + ~free_rows)[:, None, :]
+        step = np.linalg.solve(damped, -gradient)[:, :, 0] * free_rows
+        trial = bounded(theta[rows] + step, rows)
+        trial_base, trial_jac = evaluate(trial, rows)
+        trial_cost = np.sum(trial_base**2, axis=1)
+        better = trial_cost < cost[rows]
+        gain = (cost[rows] - trial_cost) / np.maximum(cost[rows], 1e-300)
+        done[rows] = (better & (gain < CONVERGED_COST)) | (damping[rows] > MAX_DAMPING)
+        accepted = rows[better]
+        theta[accepted] = trial[better]
+        base[accepted] = trial_base[better]
+        jac[accepted] = trial_jac[better]
+        cost[accepted] = trial_cost[better]
+        damping[rows] *= np.where(better, 1 / DAMPING_FACTOR, DAMPING_FACTOR)
+    normal = np.matmul(jac.transpose(0, 2, 1), jac)
+    normal += eye * ~variable[:, None, :]
+    dof = np.maximum(used.sum(axis=1) - variable.sum(axis=1), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        try:
+            covariance = np.linalg.inv(normal) * (cost / dof)[:, None, None]
+        except np.linalg.LinAlgError:
+            covariance = np.linalg.pinv(normal) * (cost / dof)[:, None, None]
+        variance = np.diagonal(covariance, axis1=1, axis2=2)
+        sigma = np.sqrt(np.where(variance >= 0, variance, np.nan))
+    flat = active.ravel()
+    centre = (theta[:, 4 : 4 + most] + mid[:, None]).ravel()[flat]
+    window_low = np.repeat(x[first], most)[flat]
+    window_high = np.repeat(x[last - 1], most)[flat]
+    order = np.argsort(slots.ravel()[flat])
+    return _Fit(
+        centre=centre[order],
+        height=theta[:, 4 + most : 4 + 2 * most].ravel()[flat][order],
+        fwhm=theta[:, 4 + 2 * most :].ravel()[flat][order],
+        eta=np.repeat(theta[:, 2], most)[flat][order],
+        sigma_centre=sigma[:, 4 : 4 + most].ravel()[flat][order],
+        share=np.repeat(theta[:, 3], most)[flat][order],
+        sigma_share=np.repeat(sigma[:, 3], most)[flat][order],
+        inside=((centre >= window_low) & (centre <= window_high))[order],
+    )
