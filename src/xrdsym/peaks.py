@@ -46,6 +46,10 @@ DAMPING_FACTOR = 4.0
 CONVERGED_COST = 1e-9
 # A group whose steps keep failing until the damping reaches this is at its minimum.
 MAX_DAMPING = 1e4
+# Detection smooths at these multiples of PeakSettings.smoothing_fwhm_deg: the narrowest
+# peaks' width keeps shoulders apart, four times it finds broad peaks in noisy scans (a
+# second derivative's noise falls as smoothing^-2.5).
+SMOOTHING_SCALES = (1.0, 4.0)
 # Two peaks of one width closer than this fraction of it show no dip between them (nor two
 # separate curvature minima, except by noise): they are fitted as one.
 UNRESOLVED_OF_FWHM = 0.5
@@ -57,8 +61,8 @@ NATURAL_KALPHA2_SHARE = 0.5
 # the detection threshold.
 RESOLVED_SPLIT_OF_FWHM = 0.5
 RESOLVED_SIGNIFICANCE = 3.0
-# At most this many resolved peaks (the strongest) measure the Kα2 share: enough for a
-# precise share, a fraction of the scan's fitting time.
+# At most this many resolved peaks (those at the highest angles, split the most) measure the
+# Kα2 share: enough for a precise share, a fraction of the scan's fitting time.
 SHARE_PEAKS = 10
 # A candidate at a stronger candidate's Kα2 position (within this fraction of its FWHM), and
 # at most this fraction of its height, is that peak's Kα2 line, not a reflection.
@@ -70,16 +74,17 @@ GHOST_MAX_HEIGHT = 0.8
 class PeakSettings:
     """Tolerances of :func:`find_peaks` (the ``peaks`` section of params.yaml)."""
 
-    # Detection threshold in units of the noise σ of the smoothed profile: pure Poisson noise
-    # over 4,500 points stays below 5 σ (tests), the weakest peaks an eye picks out are ~6 σ.
-    min_significance: float = 5.0
+    # Detection threshold in units of the noise σ of the smoothed profile: over 60 scans of
+    # pure Poisson noise (4,500 points each, two smoothings) the highest false peak was 5.3 σ.
+    min_significance: float = 6.0
     # In a noise-free profile, the threshold as a fraction of the highest peak: well below the
     # weak reflections an indexer uses, above the rounding of simulated intensities.
     min_relative_height: float = 1e-3
     # A candidate also needs a minimum of the smoothed second derivative this many of its own
-    # noise σ deep: the derivative's noise is ~2x the profile's at the same smoothing, so a
-    # peak at the height threshold shows a curvature of ~3 σ; noise wiggles on the flank of a
-    # strong peak pass too, and are merged into it (UNRESOLVED_OF_FWHM) or fitted to nothing.
+    # noise σ deep: differentiating amplifies the noise, so a peak just over the height
+    # threshold shows a curvature of only a few σ (rutile's 1 % peaks in the tests); noise
+    # wiggles on a strong peak's flank that pass are merged into it (UNRESOLVED_OF_FWHM) or
+    # fitted to nothing.
     min_curvature_significance: float = 3.0
     # SNIP's largest clipping window, degrees 2θ: wider than any Bragg peak (FWHM below 0.5
     # degrees), narrower than an amorphous hump (FWHM 5-15 degrees); as preprocessing's.
@@ -191,55 +196,43 @@ def find_peaks(
     half_window = max(1, round(settings.background_window_deg / 2 / step))
     background = snip_backgrounds(y[None], np.array([0]), np.array([y.size - 1]), half_window)[0]
     residual = y - background
-    sigma_points = max(1.0, settings.smoothing_fwhm_deg / step / FWHM_PER_SIGMA)
-    smoothed = gaussian_filter1d(residual, sigma_points, mode="nearest")
-    curvature = gaussian_filter1d(residual, sigma_points, order=2, mode="nearest")
+    noise_scale, level = _noise_model(y)
     # SNIP follows the noise's lower envelope: heights count from the residual's local median,
     # and the counts expected without a peak are the background plus that median.
-    offset = _running_median(smoothed, 2 * half_window + 1)
-    noise_scale, level = _noise_model(y)
+    offset = _running_median(residual, 2 * half_window + 1)
     point_sigma = noise_scale * np.sqrt(np.maximum(background + offset, level))
-    # The noise of the smoothed profile and of its second derivative, per point σ.
-    kernel = _gaussian_kernel(sigma_points, 0)
-    smooth_sigma = point_sigma * math.sqrt(float(np.sum(kernel**2)))
-    curvature_sigma = point_sigma * math.sqrt(float(np.sum(_gaussian_kernel(sigma_points, 2) ** 2)))
-    height = smoothed - offset
-    threshold = np.maximum(
-        settings.min_significance * smooth_sigma, settings.min_relative_height * height.max()
-    )
-    curvature_threshold = np.maximum(
-        settings.min_curvature_significance * curvature_sigma,
-        settings.min_relative_height * max(-curvature.min(), 0.0),
-    )
     noise = float(np.median(point_sigma))
-    ratio = kalpha2_ratio(wavelength_angstrom)
     empty = _empty(wavelength_angstrom, noise)
-    candidates = _candidates(height, curvature, threshold, curvature_threshold)
-    if candidates.size == 0 or height.max() <= 0:
+    scales = [
+        _Scale.of(residual - offset, point_sigma, fwhm / step / FWHM_PER_SIGMA, settings)
+        for fwhm in settings.smoothing_fwhm_deg * np.array(SMOOTHING_SCALES)
+    ]
+    found = [(scale.candidates(), scale) for scale in scales]
+    candidates = np.concatenate([index for index, _ in found])
+    if candidates.size == 0:
         return empty
-    fwhm_guess = _fwhm_guess(height[candidates], curvature[candidates], sigma_points) * step
+    fwhm_guess = np.concatenate([scale.fwhm_points(index) for index, scale in found]) * step
+    height = np.concatenate([scale.height[index] for index, scale in found])
     fwhm_guess = np.clip(fwhm_guess, 2 * step, settings.max_fwhm_deg)
-    distinct = _distinct(x[candidates], height[candidates], fwhm_guess)
-    candidates, fwhm_guess = candidates[distinct], fwhm_guess[distinct]
+    order = np.argsort(candidates, kind="stable")
+    candidates, fwhm_guess, height = candidates[order], fwhm_guess[order], height[order]
+    distinct = _distinct(x[candidates], height, fwhm_guess)
+    candidates, fwhm_guess, height = candidates[distinct], fwhm_guess[distinct], height[distinct]
     # Relative weights 1/σ (the covariance is scaled by the fit's own χ²); uniform when the
     # profile has no noise.
     weights = point_sigma.min() / point_sigma if noise_scale > 0 else np.ones_like(y)
+
+    ratio = kalpha2_ratio(wavelength_angstrom)
 
     def fit(centres: np.ndarray, fwhms: np.ndarray, share: float, free: bool) -> _Fit:
         return _fit_groups(x, y, weights, background, centres, fwhms, ratio, share, free, settings)
 
     share = 0.0
     if ratio is not None:
-        doublet = ~_ghosts(x[candidates], height[candidates], fwhm_guess, ratio)
+        doublet = ~_ghosts(x[candidates], height, fwhm_guess, ratio)
+        strong = height[doublet] >= RESOLVED_SIGNIFICANCE * scales[0].threshold[candidates[doublet]]
         share = _kalpha2_share(
-            x,
-            candidates[doublet],
-            fwhm_guess[doublet],
-            height,
-            threshold,
-            ratio,
-            settings.window_fwhm,
-            fit,
+            x[candidates[doublet]], fwhm_guess[doublet], strong, ratio, settings.window_fwhm, fit
         )
         if share < settings.min_kalpha2_share:
             share = 0.0
@@ -254,17 +247,20 @@ def find_peaks(
         & np.isfinite(result.sigma_centre)
     )
     centre = result.centre
-    # Significance as detection sees it: the Kα1 height through the smoothing, over the
-    # smoothed noise at the peak.
-    sigma_smoothing = sigma_points * step * FWHM_PER_SIGMA
-    seen = result.height * result.fwhm / np.hypot(result.fwhm, sigma_smoothing)
     where = np.clip(np.searchsorted(x, centre), 0, x.size - 1)
-    significance = seen / np.maximum(smooth_sigma[where], 1e-300)
-    keep &= seen >= threshold[where]
-    if not keep.any():
-        return empty
+    seen = np.array([scale.seen(result.height, result.fwhm / step) for scale in scales])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        significance = np.max(seen / np.array([scale.sigma[where] for scale in scales]), axis=0)
+    keep &= (significance >= settings.min_significance) & (
+        seen[0] >= settings.min_relative_height * scales[0].height.max()
+    )
     area = result.height * result.fwhm * (result.eta * LORENTZ_AREA + (1 - result.eta) * GAUSS_AREA)
+    # Two starting points can end on one peak: keep the larger.
     order = np.flatnonzero(keep)
+    order = order[np.argsort(centre[order])]
+    order = order[_distinct(centre[order], area[order], result.fwhm[order])]
+    if order.size == 0:
+        return empty
     order = order[np.argsort(-area[order], kind="stable")[: settings.max_peaks]]
     order = order[np.argsort(centre[order])]
     kalpha2 = share > 0
@@ -282,6 +278,75 @@ def find_peaks(
         kalpha2=bool(kalpha2),
         noise=noise,
     )
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """Detection at one smoothing: the Gaussian's σ in points, the smoothed background-free
+    profile (height) and its second derivative, their noise σ and their thresholds."""
+
+    sigma_points: float
+    height: np.ndarray
+    curvature: np.ndarray
+    sigma: np.ndarray
+    threshold: np.ndarray
+    curvature_threshold: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        residual: np.ndarray,
+        point_sigma: np.ndarray,
+        sigma_points: float,
+        settings: PeakSettings,
+    ) -> _Scale:
+        """The scale for ``residual`` (background-free profile) with noise ``point_sigma``
+        per point, smoothed by a Gaussian of ``sigma_points`` (at least one point)."""
+        sigma_points = max(1.0, sigma_points)
+        height = gaussian_filter1d(residual, sigma_points, mode="nearest")
+        curvature = gaussian_filter1d(residual, sigma_points, order=2, mode="nearest")
+        # The noise that the smoothing and the second derivative let through, per point σ.
+        sigma = point_sigma * math.sqrt(float(np.sum(_gaussian_kernel(sigma_points, 0) ** 2)))
+        curvature_sigma = point_sigma * math.sqrt(
+            float(np.sum(_gaussian_kernel(sigma_points, 2) ** 2))
+        )
+        highest = max(float(height.max()), 0.0)
+        return cls(
+            sigma_points=sigma_points,
+            height=height,
+            curvature=curvature,
+            sigma=sigma,
+            threshold=np.maximum(
+                settings.min_significance * sigma, settings.min_relative_height * highest
+            ),
+            curvature_threshold=np.maximum(
+                settings.min_curvature_significance * curvature_sigma,
+                settings.min_relative_height * max(-float(curvature.min()), 0.0),
+            ),
+        )
+
+    def candidates(self) -> np.ndarray:
+        """Indices where the second derivative has a local minimum, significantly below zero,
+        and the profile is significantly high."""
+        curvature = self.curvature
+        inner = curvature[1:-1]
+        index = np.flatnonzero((inner < curvature[:-2]) & (inner <= curvature[2:])) + 1
+        significant = (-curvature[index] >= self.curvature_threshold[index]) & (
+            self.height[index] >= self.threshold[index]
+        )
+        return index[significant & (self.height[index] > 0)]
+
+    def fwhm_points(self, index: np.ndarray) -> np.ndarray:
+        """FWHM in points of Gaussians with the smoothed heights and second derivatives at
+        ``index``, the smoothing taken out: a Gaussian's σ² is height / |curvature|."""
+        sigma_squared = self.height[index] / np.maximum(-self.curvature[index], 1e-300)
+        return FWHM_PER_SIGMA * np.sqrt(np.maximum(sigma_squared - self.sigma_points**2, 1.0))
+
+    def seen(self, peak_height: np.ndarray, fwhm_points: np.ndarray) -> np.ndarray:
+        """Height after the smoothing of peaks of ``peak_height`` and FWHM (points), as for
+        Gaussians."""
+        smoothing = FWHM_PER_SIGMA * self.sigma_points
+        return peak_height * fwhm_points / np.hypot(fwhm_points, smoothing)
 
 
 def _validated(
@@ -311,10 +376,8 @@ def _validated(
 
 def _empty(wavelength_angstrom: float, noise: float) -> PeakList:
     """A PeakList with no reflection."""
-    nothing = np.empty(0)
-    return PeakList(
-        *(nothing,) * 6, wavelength=float(wavelength_angstrom), kalpha2=False, noise=noise
-    )
+    nothing = (np.empty(0) for _ in range(6))
+    return PeakList(*nothing, wavelength=float(wavelength_angstrom), kalpha2=False, noise=noise)
 
 
 def _noise_model(y: np.ndarray) -> tuple[float, float]:
@@ -352,38 +415,14 @@ def _running_median(values: np.ndarray, width: int) -> np.ndarray:
     return np.interp(np.arange(values.size), centres, np.median(windows, axis=1))
 
 
-def _candidates(
-    height: np.ndarray,
-    curvature: np.ndarray,
-    threshold: np.ndarray,
-    curvature_threshold: np.ndarray,
-) -> np.ndarray:
-    """Indices where the smoothed second derivative has a local minimum, significantly below
-    zero, and the smoothed profile is significantly high."""
-    inner = slice(1, -1)
-    minimum = (curvature[inner] < curvature[:-2]) & (curvature[inner] <= curvature[2:])
-    index = np.flatnonzero(minimum) + 1
-    significant = (-curvature[index] >= curvature_threshold[index]) & (
-        height[index] >= threshold[index]
-    )
-    return index[significant]
-
-
-def _fwhm_guess(height: np.ndarray, curvature: np.ndarray, sigma_points: float) -> np.ndarray:
-    """FWHM in points of Gaussians with these smoothed heights and second derivatives (per
-    point²), the smoothing's σ (points) taken out: a Gaussian's σ² is height / |curvature|."""
-    sigma_squared = height / np.maximum(-curvature, 1e-300)
-    return FWHM_PER_SIGMA * np.sqrt(np.maximum(sigma_squared - sigma_points**2, 1.0))
-
-
 def _distinct(centre: np.ndarray, height: np.ndarray, fwhm: np.ndarray) -> np.ndarray:
     """Which candidates (sorted by centre) to keep: of two closer than UNRESOLVED_OF_FWHM of
-    the narrower's FWHM (noise on one peak's top), the higher."""
+    the broader's FWHM (noise on one peak's top), the higher."""
     keep = np.ones(centre.size, dtype=bool)
     while True:
         index = np.flatnonzero(keep)
         gap = np.diff(centre[index])
-        close = gap < UNRESOLVED_OF_FWHM * np.minimum(fwhm[index[:-1]], fwhm[index[1:]])
+        close = gap < UNRESOLVED_OF_FWHM * np.maximum(fwhm[index[:-1]], fwhm[index[1:]])
         if not close.any():
             return keep
         pair = int(np.argmax(close))
@@ -406,25 +445,21 @@ def _ghosts(centre: np.ndarray, height: np.ndarray, fwhm: np.ndarray, ratio: flo
 
 
 def _kalpha2_share(
-    x: np.ndarray,
-    candidates: np.ndarray,
+    centre: np.ndarray,
     fwhm: np.ndarray,
-    height: np.ndarray,
-    threshold: np.ndarray,
+    strong: np.ndarray,
     ratio: float,
     window_fwhm: float,
     fit: Any,
 ) -> float:
-    """The scan's Kα2 / Kα1 intensity ratio, fitted (weighted mean) on its strongest peaks
-    whose doublet is resolved, with the candidates overlapping them; NATURAL_KALPHA2_SHARE
-    when none is resolved."""
-    centre = x[candidates]
+    """The scan's Kα2 / Kα1 intensity ratio, fitted (weighted mean) on the ``strong``
+    candidates (centre, FWHM in degrees, sorted by centre) whose doublet is resolved, fitted
+    with the candidates overlapping them; NATURAL_KALPHA2_SHARE when none is resolved."""
     split = _kalpha2_two_theta(centre, ratio) - centre
-    strong = height[candidates] >= RESOLVED_SIGNIFICANCE * threshold[candidates]
     resolved = np.flatnonzero((split >= RESOLVED_SPLIT_OF_FWHM * fwhm) & strong)
     if resolved.size == 0:
         return NATURAL_KALPHA2_SHARE
-    resolved = resolved[np.argsort(-height[candidates[resolved]])[:SHARE_PEAKS]]
+    resolved = resolved[np.argsort(-centre[resolved])[:SHARE_PEAKS]]
     low = centre[resolved] - window_fwhm * fwhm[resolved]
     high = centre[resolved] + split[resolved] + window_fwhm * fwhm[resolved]
     nearby = ((centre[:, None] >= low) & (centre[:, None] <= high)).any(axis=1)
