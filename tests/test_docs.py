@@ -119,3 +119,19 @@ def test_python_examples_run(page, monkeypatch):
     for line, text in blocks(page, "python"):
         code = compile(text, f"{page.relative_to(ROOT)}:{line}", "exec")
         exec(code, namespace)
+
+
+def test_the_pipeline_reference_lists_the_stages_and_params_of_dvc_yaml():
+    """The stage table of docs/reference/pipeline.md names each stage of dvc.yaml, in order,
+    with its command and exactly the params keys it declares."""
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    page = (ROOT / "docs" / "reference" / "pipeline.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)` \| `([^`]*)` \| ([^|]*) \|", page, re.MULTILINE)
+    assert [stage for stage, _, _ in rows] == list(stages)
+    for stage, command, reads in rows:
+        assert stages[stage]["cmd"].startswith(command)
+        declared = reads.split(" (and ")[0]
+        names = [name.removesuffix(".*") for name in re.findall(r"`([^`]+)`", declared)]
+        assert names == stages[stage]["params"], stage
