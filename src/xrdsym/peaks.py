@@ -53,6 +53,14 @@ SMOOTHING_SCALES = (1.0, 4.0)
 # Two peaks of one width closer than this fraction of it show no dip between them (nor two
 # separate curvature minima, except by noise): they are fitted as one.
 UNRESOLVED_OF_FWHM = 0.5
+# A pseudo-Voigt fits a real peak's profile to a few percent of its height: a fitted peak
+# under this fraction of a neighbour's height, within one of its FWHMs, or within this many
+# of them (a Lorentzian is still at 0.4 % of its height at 8) and this many times broader or
+# narrower than it (peaks at nearby angles have nearly one width), is that misfit (or a
+# simulated profile's cut-off tail: the augmentation cuts at 5 FWHMs), not a reflection.
+TAIL_HEIGHT_RATIO = 0.03
+TAIL_REACH = 8.0
+TAIL_WIDTH_RATIO = 1.5
 # Natural Kα2 / Kα1 intensity ratio of an unfiltered tube (1 : 2 for the 2p3/2, 2p1/2 levels),
 # assumed when no peak resolves the doublet well enough to measure it.
 NATURAL_KALPHA2_SHARE = 0.5
@@ -216,7 +224,9 @@ def find_peaks(
     fwhm_guess = np.clip(fwhm_guess, 2 * step, settings.max_fwhm_deg)
     order = np.argsort(candidates, kind="stable")
     candidates, fwhm_guess, height = candidates[order], fwhm_guess[order], height[order]
-    distinct = _distinct(x[candidates], height, fwhm_guess)
+    strong = height >= RESOLVED_SIGNIFICANCE * scales[0].threshold[candidates]
+    typical = float(np.median(fwhm_guess[strong] if strong.any() else fwhm_guess))
+    distinct = _distinct(x[candidates], height, np.maximum(fwhm_guess, typical))
     candidates, fwhm_guess, height = candidates[distinct], fwhm_guess[distinct], height[distinct]
     # Relative weights 1/σ (the covariance is scaled by the fit's own χ²); uniform when the
     # profile has no noise.
@@ -255,10 +265,12 @@ def find_peaks(
         seen[0] >= settings.min_relative_height * scales[0].height.max()
     )
     area = result.height * result.fwhm * (result.eta * LORENTZ_AREA + (1 - result.eta) * GAUSS_AREA)
+    keep &= ~_tail_misfits(centre, result.height, result.fwhm)
     # Two starting points can end on one peak: keep the larger.
     order = np.flatnonzero(keep)
     order = order[np.argsort(centre[order])]
-    order = order[_distinct(centre[order], area[order], result.fwhm[order])]
+    width = np.maximum(result.fwhm[order], typical)
+    order = order[_distinct(centre[order], area[order], width)]
     if order.size == 0:
         return empty
     order = order[np.argsort(-area[order], kind="stable")[: settings.max_peaks]]
@@ -417,7 +429,8 @@ def _running_median(values: np.ndarray, width: int) -> np.ndarray:
 
 def _distinct(centre: np.ndarray, height: np.ndarray, fwhm: np.ndarray) -> np.ndarray:
     """Which candidates (sorted by centre) to keep: of two closer than UNRESOLVED_OF_FWHM of
-    the broader's FWHM (noise on one peak's top), the higher."""
+    the broader's FWHM (noise on one peak's top), the higher. The caller floors the FWHMs at
+    the scan's typical one, as noise makes narrow guesses."""
     keep = np.ones(centre.size, dtype=bool)
     while True:
         index = np.flatnonzero(keep)
@@ -428,6 +441,17 @@ def _distinct(centre: np.ndarray, height: np.ndarray, fwhm: np.ndarray) -> np.nd
         pair = int(np.argmax(close))
         left, right = index[pair], index[pair + 1]
         keep[right if height[right] < height[left] else left] = False
+
+
+def _tail_misfits(centre: np.ndarray, height: np.ndarray, fwhm: np.ndarray) -> np.ndarray:
+    """Which fitted peaks are misfit of a far stronger neighbour (under TAIL_HEIGHT_RATIO of
+    its height): within one of its FWHMs, or within TAIL_REACH of them and more than
+    TAIL_WIDTH_RATIO times broader or narrower than it."""
+    distance = np.abs(centre[:, None] - centre[None, :]) / fwhm[None, :]
+    weak = height[:, None] < TAIL_HEIGHT_RATIO * height[None, :]
+    width_ratio = np.abs(np.log(fwhm[:, None] / fwhm[None, :]))
+    unlike = width_ratio > math.log(TAIL_WIDTH_RATIO)
+    return (weak & ((distance < 1) | ((distance < TAIL_REACH) & unlike))).any(axis=1)
 
 
 def _kalpha2_two_theta(two_theta_deg: np.ndarray, ratio: float) -> np.ndarray:
