@@ -239,6 +239,7 @@ def test_reader_sample_finds_the_nacl_reflections():
         (SCAN, np.ones(SCAN.size), 0.0),
         (SCAN, np.ones(SCAN.size), -1.5),
         (SCAN[:2], np.ones(2), CU_KA1),
+        (SCAN + 90, np.ones(SCAN.size), CU_KA1),
     ],
 )
 def test_bad_input_raises_one_line(two_theta, counts, wavelength):

@@ -2,13 +2,14 @@
 
 Steps: the project's SNIP background; a counting-noise model (σ ∝ √counts, its scale from the
 robust spread of second differences, so a sloping background counts as no noise); candidates
-where the smoothed second derivative has a significant minimum and the smoothed profile a
-significant height; overlapping candidates fitted together as pseudo-Voigt peaks on a linear
-local background, all groups at once by a batched Levenberg-Marquardt. For an anode's Kα or
-Kα1 wavelength every reflection is a Kα1 + Kα2 doublet (Kα2 at sin θ2 = λ2/λ1 sin θ1, same
-width) when the scan shows one: the Kα2 share is fitted on the resolved peaks first, so
-monochromated and Kα2-stripped scans are fitted as singlets. Each reflection gives one Kα1
-position, with its uncertainty from the fit's covariance.
+where the second derivative, smoothed at two widths, has a significant minimum and the
+smoothed profile a significant height; overlapping candidates fitted together as pseudo-Voigt
+peaks on a linear local background, all groups at once by a batched Levenberg-Marquardt;
+fits that fail, are insignificant, or are a far stronger neighbour's profile misfit dropped.
+For an anode's Kα or Kα1 wavelength every reflection is a Kα1 + Kα2 doublet (Kα2 at
+sin θ2 = λ2/λ1 sin θ1, same width) when the scan shows one: the Kα2 share is fitted on the
+resolved peaks first, so monochromated and Kα2-stripped scans are fitted as singlets. Each
+reflection gives one Kα1 position, with its uncertainty from the fit's covariance.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ UNRESOLVED_OF_FWHM = 0.5
 TAIL_HEIGHT_RATIO = 0.03
 TAIL_REACH = 8.0
 TAIL_WIDTH_RATIO = 1.5
-# Natural Kα2 / Kα1 intensity ratio of an unfiltered tube (1 : 2 for the 2p3/2, 2p1/2 levels),
-# assumed when no peak resolves the doublet well enough to measure it.
+# Natural Kα2 / Kα1 intensity ratio of an unfiltered tube (1 : 2, as the 2p1/2 and 2p3/2
+# levels hold 2 and 4 electrons), assumed when no peak resolves the doublet enough to measure.
 NATURAL_KALPHA2_SHARE = 0.5
 # A peak measures the Kα2 share when its doublet splits by at least this fraction of its FWHM
 # (below, share and position trade off in the fit) and it stands at least this many times
@@ -382,6 +383,8 @@ def _validated(
         raise XrdsymError("peak search: NaN or infinite values in the scan")
     if not (np.diff(x) > 0).all():
         raise XrdsymError("peak search: 2θ must be strictly increasing")
+    if x[0] <= 0 or x[-1] >= 180:
+        raise XrdsymError(f"peak search: 2θ from {x[0]:g} to {x[-1]:g} degrees, not within 0-180")
     if not (math.isfinite(wavelength) and wavelength > 0):
         raise XrdsymError(f"peak search: wavelength must be positive, got {wavelength_angstrom}")
     return x, y
@@ -457,7 +460,7 @@ def _tail_misfits(centre: np.ndarray, height: np.ndarray, fwhm: np.ndarray) -> n
 
 def _kalpha2_two_theta(two_theta_deg: np.ndarray, ratio: float) -> np.ndarray:
     """Kα2 position (degrees) of Kα1 lines at ``two_theta_deg``: sin θ2 = ratio sin θ1."""
-    sine = np.minimum(ratio * np.sin(np.radians(two_theta_deg) / 2), 1.0)
+    sine = np.minimum(ratio * np.sin(np.radians(two_theta_deg) / 2), 1 - 1e-9)
     return 2 * np.degrees(np.arcsin(sine))
 
 
@@ -622,7 +625,8 @@ def _fit_batch(
         kalpha2_share = params[:, 3, None, None]
         lines = [(centre, np.ones_like(centre), 1.0)]
         if doublet:
-            sine = line_ratio * np.sin(np.radians(centre) / 2)
+            # Kα2 leaves the scan where λ2/λ1 sin θ1 reaches 1 (2θ1 above ~170 degrees).
+            sine = np.minimum(line_ratio * np.sin(np.radians(centre) / 2), 1 - 1e-9)
             slope = line_ratio * np.cos(np.radians(centre) / 2) / np.sqrt(1 - sine**2)
             lines.append((2 * np.degrees(np.arcsin(sine)), slope, kalpha2_share))
         profile = np.zeros((n_rows, most, size))
@@ -680,7 +684,10 @@ def _fit_batch(
         diagonal = np.where(free_rows, np.diagonal(normal, axis1=1, axis2=2), 0.0)
         diagonal = np.maximum(diagonal, 1e-12 * diagonal.max(axis=1, keepdims=True))
         damped = normal + eye * (diagonal * damping[rows, None] + ~free_rows)[:, None, :]
-        step = np.linalg.solve(damped, -gradient)[:, :, 0] * free_rows
+        try:
+            step = np.linalg.solve(damped, -gradient)[:, :, 0] * free_rows
+        except np.linalg.LinAlgError:  # a degenerate group (a lone spike): least squares
+            step = np.matmul(np.linalg.pinv(damped), -gradient)[:, :, 0] * free_rows
         trial = bounded(theta[rows] + step, rows)
         trial_base, trial_jac = evaluate(trial, rows)
         trial_cost = np.sum(trial_base**2, axis=1)
