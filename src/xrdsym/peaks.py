@@ -63,6 +63,13 @@ UNRESOLVED_OF_FWHM = 0.5
 TAIL_HEIGHT_RATIO = 0.03
 TAIL_REACH = 8.0
 TAIL_WIDTH_RATIO = 1.5
+# A fitted peak under 1/SPIKE_WIDTH_RATIO of the median FWHM of the scan's clear peaks (at
+# SPIKE_SIGNIFICANCE times the threshold, at least SPIKE_MIN_CLEAR of them) and not clear
+# itself is noise on a broad peak's top or a spike: one phase's peaks differ in width by
+# far less, and a sharp second phase shows clear peaks of its own.
+SPIKE_WIDTH_RATIO = 3.0
+SPIKE_SIGNIFICANCE = 3.0
+SPIKE_MIN_CLEAR = 3
 # Natural Kα2 / Kα1 intensity ratio of an unfiltered tube (1 : 2, as the 2p1/2 and 2p3/2
 # levels hold 2 and 4 electrons), assumed when no peak resolves the doublet enough to measure.
 NATURAL_KALPHA2_SHARE = 0.5
@@ -268,6 +275,12 @@ def find_peaks(
     )
     area = result.height * result.fwhm * (result.eta * LORENTZ_AREA + (1 - result.eta) * GAUSS_AREA)
     keep &= ~_tail_misfits(centre, result.height, result.fwhm)
+    # Noise on a broad peak's top, or a spike: far narrower than the scan's clear peaks and
+    # not clear itself.
+    clear = keep & (significance >= SPIKE_SIGNIFICANCE * settings.min_significance)
+    if clear.sum() >= SPIKE_MIN_CLEAR:
+        narrow = result.fwhm < np.median(result.fwhm[clear]) / SPIKE_WIDTH_RATIO
+        keep &= ~(narrow & ~clear)
     # Two starting points can end on one peak: keep the larger.
     order = np.flatnonzero(keep)
     order = order[np.argsort(centre[order])]
