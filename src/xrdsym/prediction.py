@@ -537,7 +537,7 @@ def prepare_file(
     if measured is None:
         structures = [
             (str(path.parent / record.id), "structure", prepare_structure(record.structure, meta))
-            for record in _read_structures(path)
+            for record in read_structures(path)
         ]
         return structures, notes
     prepared = [
@@ -613,7 +613,7 @@ def _read_file(path: Path, **settings: Any) -> Reading:
     return Reading(prepared, notes=notes)
 
 
-def _read_structures(path: Path) -> list[Any]:
+def read_structures(path: Path) -> list[Any]:
     """The structure records of a CIF without powder data, read as the cif_dir source reads
     them (ids ``name`` or ``name#k``); XrdsymError when it holds none either."""
     from xrdsym.sources import Reject
