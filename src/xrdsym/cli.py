@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from xrdsym import __version__
@@ -194,6 +195,103 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"  {source}: {reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    """Exit status 1 if any file failed (the others are still indexed)."""
+    from xrdsym.index_scans import index_file
+    from xrdsym.indexing import IndexSettings
+    from xrdsym.measured import parse_wavelength
+    from xrdsym.peaks import PeakSettings
+    from xrdsym.prediction import find_inputs
+
+    wavelength = parse_wavelength(args.wavelength) if args.wavelength is not None else None
+    peak_settings, index_settings = PeakSettings(), IndexSettings()
+    if args.params is not None:
+        from xrdsym.config import load_params
+
+        params = load_params(args.params)
+        peak_settings = PeakSettings.from_params(params.get("peaks"))
+        index_settings = IndexSettings.from_params(params.get("index", {}))
+    if args.time_budget is not None:
+        if not args.time_budget > 0:
+            raise XrdsymError(f"--time-budget {args.time_budget}: must be > 0 seconds")
+        index_settings = replace(index_settings, time_budget_s=args.time_budget)
+    files, _ = find_inputs(args.inputs)
+    indexed, failures = [], []
+    for path in files:
+        try:
+            patterns, notes = index_file(
+                path, wavelength, peak_settings, index_settings, args.wavelength or "CuKa1"
+            )
+        except XrdsymError as exc:
+            failures.append((str(path), str(exc)))
+            continue
+        for note in notes:
+            print(f"warning: {note}", file=sys.stderr)
+        indexed.extend(patterns)
+    for pattern in indexed:
+        print(_index_table(pattern))
+    if args.json:
+        from xrdsym.io import write_json
+
+        write_json(args.json, [pattern.to_record() for pattern in indexed])
+    if args.plot:
+        from xrdsym.plots import plot_indexed
+
+        args.plot.mkdir(parents=True, exist_ok=True)
+        for number, pattern in enumerate(indexed):
+            name = Path(pattern.source.split("#")[0]).stem
+            best = pattern.result.best
+            what = "not indexed" if best is None else f"{best.lattice_system} {best.centring}"
+            plot_indexed(
+                pattern.two_theta,
+                pattern.intensities,
+                pattern.peaks.two_theta,
+                pattern.peaks.intensity,
+                best,
+                f"{pattern.source}: {what}",
+                args.plot / f"{number:03d}_{name}.png",
+            )
+    if failures:
+        print(f"failed: {len(failures)} of {len(files)} files", file=sys.stderr)
+        for source, reason in failures:
+            print(
+                f"  {reason if reason.startswith(source) else f'{source}: {reason}'}",
+                file=sys.stderr,
+            )
+        return 1
+    return 0
+
+
+def _index_table(pattern) -> str:
+    """One pattern's indexing as text: a header line, the chosen cell marked *, and the best
+    cell of every other lattice system searched."""
+    result, peaks = pattern.result, pattern.peaks
+    doublet = ", Kα2 fitted" if peaks.kalpha2 else ""
+    lines = [
+        f"{pattern.source} ({pattern.kind}, {peaks.wavelength:.5f} Å{doublet}): "
+        f"{len(peaks)} peaks, {result.seconds:.2f} s"
+        + (", time budget spent" if result.budget_spent else "")
+    ]
+    if result.best is None:
+        lines.append(f"  not indexed: {result.reason}")
+    header = (
+        f"  {'':1}{'lattice system':<13} {'':2} {'a':>8} {'b':>8} {'c':>8} {'alpha':>7} "
+        f"{'beta':>7} {'gamma':>7} {'V':>8} {'zero':>7} {'M(N)':>7} {'F(N)':>7}  indexed"
+    )
+    if result.candidates:
+        lines.append(header)
+    for cell in result.candidates.values():
+        mark = "*" if cell is result.best else " "
+        c = cell.cell
+        lines.append(
+            f"  {mark}{cell.lattice_system:<13} {cell.centring:<2} {c['a']:8.4f} {c['b']:8.4f} "
+            f"{c['c']:8.4f} {c['alpha']:7.2f} {c['beta']:7.2f} {c['gamma']:7.2f} "
+            f"{c['volume']:8.2f} {cell.zero_shift_deg:7.3f} {cell.m:7.1f} {cell.f:7.1f}  "
+            f"{cell.lines_indexed} of {cell.lines_used}"
+        )
+    return "\n".join(lines)
 
 
 def _prediction_table(rows: list[dict], target: str) -> str:
@@ -408,6 +506,49 @@ def build_parser() -> argparse.ArgumentParser:
         help="Gaussian smoothing of measured patterns, σ in grid points of the model (0: "
         "none), in place of the model's own setting (train.preprocess.smooth_points). "
         "Default: the model's; 0 for a model that records none",
+    )
+
+    sub = commands.add_parser(
+        "index",
+        help="index powder patterns: peak positions, the lattice system and the unit cell",
+        description="Find the peaks of powder patterns (the formats predict reads, or CIF "
+        "structures, simulated first), and the unit cell and lattice system that index their "
+        "first 20 lines: trial cells of every lattice system, refined by least squares with "
+        "the zero shift and ranked by de Wolff's M(N). The chosen cell is marked *; the best "
+        "cell of every other lattice system is listed below it.",
+        epilog="example: xrdsym index scans/quartz.xy --wavelength CuKa --json cells.json "
+        "--plot indexed/",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub.set_defaults(handler=_index)
+    sub.add_argument(
+        "inputs", nargs="+", type=Path, metavar="FILE_OR_FOLDER", help="files or folders"
+    )
+    sub.add_argument(
+        "--wavelength",
+        default=None,
+        metavar="W",
+        help="wavelength of files that do not state theirs, and of CIF structures: Å "
+        "(1.5406) or an anode (CuKa, MoKa, CoKa, ...); structures default to CuKa1",
+    )
+    sub.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON")
+    sub.add_argument(
+        "--plot", type=Path, metavar="DIR", help="draw each scan with its indexed reflections"
+    )
+    sub.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        metavar="PARAMS.yaml",
+        help="read the peak finding and indexing settings from the sections peaks and index "
+        "of this params file (default: the built-in defaults, as in params.yaml)",
+    )
+    sub.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds one pattern may take (default: index.time_budget_s)",
     )
 
     sub = stage("report", "print the test metrics as the paper's table", _report, False)

@@ -156,7 +156,9 @@ class IndexSettings:
                 ok = ok and float(value).is_integer()
             if not ok:
                 kind = "a whole number" if integer else "a number"
-                raise ParamsError(f"params.yaml: index.{name}={value!r} is invalid: must be {kind} >= 0")
+                raise ParamsError(
+                    f"params.yaml: index.{name}={value!r} is invalid: must be {kind} >= 0"
+                )
             values[name] = int(value) if integer else float(value)
         return cls(**values)
 
@@ -180,9 +182,7 @@ def _basis(*columns: tuple[float, ...]) -> np.ndarray:
 
 FORMS = {
     "cubic": LatticeForm("cubic", _basis((1, 1, 1, 0, 0, 0)), ("P", "I", "F")),
-    "hexagonal": LatticeForm(
-        "hexagonal", _basis((1, 1, 0, 0, 0, 1), (0, 0, 1, 0, 0, 0)), ("P",)
-    ),
+    "hexagonal": LatticeForm("hexagonal", _basis((1, 1, 0, 0, 0, 1), (0, 0, 1, 0, 0, 0)), ("P",)),
     "tetragonal": LatticeForm(
         "tetragonal", _basis((1, 1, 0, 0, 0, 0), (0, 0, 1, 0, 0, 0)), ("P", "I")
     ),
@@ -268,28 +268,28 @@ def metric_of_lattice(vectors: np.ndarray) -> np.ndarray:
 
 def hkl_coefficients(hkl: np.ndarray) -> np.ndarray:
     """(h², k², l², kl, hl, hk) of each row of ``hkl``, so that Q = coefficients @ g6."""
-    h, k, l = (hkl[:, i].astype(float) for i in range(3))
-    return np.stack([h * h, k * k, l * l, k * l, h * l, h * k], axis=1)
+    h, k, ell = (hkl[:, i].astype(float) for i in range(3))
+    return np.stack([h * h, k * k, ell * ell, k * ell, h * ell, h * k], axis=1)
 
 
 def allowed(hkl: np.ndarray, centring: str) -> np.ndarray:
     """Whether each reflection is allowed by the lattice centring (conventional cell; R in
     hexagonal axes, obverse)."""
-    h, k, l = hkl[:, 0], hkl[:, 1], hkl[:, 2]
+    h, k, ell = hkl[:, 0], hkl[:, 1], hkl[:, 2]
     if centring == "P":
         return np.ones(len(hkl), dtype=bool)
     if centring == "I":
-        return (h + k + l) % 2 == 0
+        return (h + k + ell) % 2 == 0
     if centring == "F":
-        return ((h + k) % 2 == 0) & ((k + l) % 2 == 0)
+        return ((h + k) % 2 == 0) & ((k + ell) % 2 == 0)
     if centring == "C":
         return (h + k) % 2 == 0
     if centring == "R":
-        return (-h + k + l) % 3 == 0
+        return (-h + k + ell) % 3 == 0
     if centring == "A":
-        return (k + l) % 2 == 0
+        return (k + ell) % 2 == 0
     if centring == "B":
-        return (h + l) % 2 == 0
+        return (h + ell) % 2 == 0
     raise ValueError(f"unknown centring {centring!r}")
 
 
@@ -394,20 +394,20 @@ class IndexResult:
 
 
 @numba.njit(cache=True)
-def _allowed_one(h: int, k: int, l: int, centring: int) -> bool:
+def _allowed_one(h: int, k: int, ell: int, centring: int) -> bool:
     if centring == 0:
         return True
     if centring == 1:
-        return (h + k + l) % 2 == 0
+        return (h + k + ell) % 2 == 0
     if centring == 2:
-        return (h + k) % 2 == 0 and (k + l) % 2 == 0
+        return (h + k) % 2 == 0 and (k + ell) % 2 == 0
     if centring == 3:
         return (h + k) % 2 == 0
     if centring == 4:
-        return (-h + k + l) % 3 == 0
+        return (-h + k + ell) % 3 == 0
     if centring == 5:
-        return (k + l) % 2 == 0
-    return (h + l) % 2 == 0
+        return (k + ell) % 2 == 0
+    return (h + ell) % 2 == 0
 
 
 @numba.njit(cache=True)
@@ -415,8 +415,10 @@ def _enumerate_reflections(g6: np.ndarray, q_max: float, centring: int) -> np.nd
     """hkl of :func:`reflections`: h and k over their reach, l over the interval the
     quadratic in l allows, so that no point outside the sphere Q <= q_max is visited."""
     a, b, c, d, e, f = g6[0], g6[1], g6[2], g6[3], g6[4], g6[5]
-    det = a * (b * c - d * d / 4) - f / 2 * (f / 2 * c - d / 2 * e / 2) + e / 2 * (
-        f / 2 * d / 2 - b * e / 2
+    det = (
+        a * (b * c - d * d / 4)
+        - f / 2 * (f / 2 * c - d / 2 * e / 2)
+        + e / 2 * (f / 2 * d / 2 - b * e / 2)
     )
     out = np.empty((0, 3), dtype=np.int64)
     if det <= 0 or c <= 0:
@@ -436,11 +438,11 @@ def _enumerate_reflections(g6: np.ndarray, q_max: float, centring: int) -> np.nd
             root = math.sqrt(disc)
             l_low = math.ceil((-lin - root) / (2 * c))
             l_high = math.floor((-lin + root) / (2 * c))
-            for l in range(l_low, l_high + 1):
-                if h == 0 and k == 0 and l <= 0:
+            for ell in range(l_low, l_high + 1):
+                if h == 0 and k == 0 and ell <= 0:
                     continue
-                if _allowed_one(h, k, l, centring):
-                    rows.append((h, k, l))
+                if _allowed_one(h, k, ell, centring):
+                    rows.append((h, k, ell))
     out = np.empty((len(rows), 3), dtype=np.int64)
     for i in range(len(rows)):
         out[i, 0], out[i, 1], out[i, 2] = rows[i]
@@ -454,8 +456,8 @@ def _count_indexed(
     """For each metric (rows of ``g6s``), how many lines (Q intervals [q_low, q_high]) some
     allowed hkl falls in; -1 once more than ``max_misses`` lines are missed (early exit).
 
-    For each line, h and k run over their range and l is solved from the quadratic
-    C l² + (D k + E h) l + (A h² + B k² + F hk - Q) = 0 at the interval's middle; the two
+    For each line, h and k run over their range and ell is solved from the quadratic
+    C l² + (D k + E h) ell + (A h² + B k² + F hk - Q) = 0 at the interval's middle; the two
     integers nearest each root are tried."""
     n_trials = g6s.shape[0]
     n_lines = q_low.shape[0]
@@ -493,12 +495,19 @@ def _count_indexed(
                     for sign in (-1.0, 1.0):
                         l_real = (-lin + sign * root) / (2 * c)
                         l0 = math.floor(l_real)
-                        for l in (l0, l0 + 1):
-                            if h == 0 and k == 0 and l <= 0:
+                        for ell in (l0, l0 + 1):
+                            if h == 0 and k == 0 and ell <= 0:
                                 continue
-                            if not _allowed_one(h, k, l, centring):
+                            if not _allowed_one(h, k, ell, centring):
                                 continue
-                            q = a * h * h + b * k * k + c * l * l + d * k * l + e * h * l + f * h * k
+                            q = (
+                                a * h * h
+                                + b * k * k
+                                + c * ell * ell
+                                + d * k * ell
+                                + e * h * ell
+                                + f * h * k
+                            )
                             if q_low[i] <= q <= q_high[i]:
                                 hit = True
                                 break
@@ -617,8 +626,10 @@ def _solve_trials(system: str, q_base: np.ndarray) -> np.ndarray:
 def _positive_definite(g6s: np.ndarray) -> np.ndarray:
     a, b, c, d, e, f = g6s.T
     minor2 = a * b - f * f / 4
-    det = a * (b * c - d * d / 4) - f / 2 * (f / 2 * c - d / 2 * e / 2) + e / 2 * (
-        f / 2 * d / 2 - b * e / 2
+    det = (
+        a * (b * c - d * d / 4)
+        - f / 2 * (f / 2 * c - d / 2 * e / 2)
+        + e / 2 * (f / 2 * d / 2 - b * e / 2)
     )
     return (a > 0) & (minor2 > 0) & (det > 0)
 
@@ -626,8 +637,10 @@ def _positive_definite(g6s: np.ndarray) -> np.ndarray:
 def _shortest_edges(g6s: np.ndarray) -> np.ndarray:
     """Shortest of a, b, c (Å) of each metric (rows of (A, B, C, D, E, F))."""
     a, b, c, d, e, f = g6s.T
-    det = a * (b * c - d * d / 4) - f / 2 * (f / 2 * c - d / 2 * e / 2) + e / 2 * (
-        f / 2 * d / 2 - b * e / 2
+    det = (
+        a * (b * c - d * d / 4)
+        - f / 2 * (f / 2 * c - d / 2 * e / 2)
+        + e / 2 * (f / 2 * d / 2 - b * e / 2)
     )
     squares = np.stack([b * c - d * d / 4, a * c - e * e / 4, a * b - f * f / 4]) / det
     return np.sqrt(np.clip(squares.min(axis=0), 0, None))
@@ -635,30 +648,46 @@ def _shortest_edges(g6s: np.ndarray) -> np.ndarray:
 
 def _volumes(g6s: np.ndarray) -> np.ndarray:
     a, b, c, d, e, f = g6s.T
-    det = a * (b * c - d * d / 4) - f / 2 * (f / 2 * c - d / 2 * e / 2) + e / 2 * (
-        f / 2 * d / 2 - b * e / 2
+    det = (
+        a * (b * c - d * d / 4)
+        - f / 2 * (f / 2 * c - d / 2 * e / 2)
+        + e / 2 * (f / 2 * d / 2 - b * e / 2)
     )
     return 1 / np.sqrt(np.maximum(det, 1e-300))
 
 
 def _triclinic_trials(q_base: np.ndarray, q_lines: np.ndarray) -> np.ndarray:
-    """Reduced reciprocal cells: three base lines as Q(a*) <= Q(b*) <= Q(c*), each cross
-    term 0 or what makes a line Q(a*) + Q(b*) ± |F| (|F| <= the smaller Q, as in a reduced
-    cell); the signs of E and F fixed by choosing the axes' directions."""
+    """Reciprocal cells on three base lines as Q(a*) <= Q(b*) <= Q(c*). The cross terms F
+    and E are 0 or what makes a line Q(a*) + Q(b*) ± |F| (|F| <= the smaller Q, as in a
+    reduced cell; Ito's zone relation); D likewise from Q(b*) + Q(c*) ± D, or from a line at
+    Q(±a* ± b* + c*) once E and F are fixed, for a b* ± c* too weak to be seen. The signs of E
+    and F are fixed by choosing the axes' directions."""
     trials = []
     tol = 1e-9
+
+    def cross(q1: float, q2: float) -> np.ndarray:
+        gap = np.abs(q_lines - q1 - q2)
+        return np.concatenate([[0.0], gap[(gap <= min(q1, q2) + tol) & (gap > tol)]])
+
     for i, j, k in itertools.combinations_with_replacement(range(len(q_base)), 3):
         qa, qb, qc = q_base[i], q_base[j], q_base[k]
-
-        def cross(q1: float, q2: float) -> np.ndarray:
-            gap = np.abs(q_lines - q1 - q2)
-            return np.concatenate([[0.0], gap[(gap <= min(q1, q2) + tol) & (gap > tol)]])
-
         f_values = cross(qa, qb)
-        e_values = cross(qa, qc)
-        d_values = cross(qb, qc)
-        d_values = np.concatenate([d_values, -d_values[1:]])
-        grid = np.array(np.meshgrid(d_values, e_values, f_values, indexing="ij")).reshape(3, -1).T
+        e_pair = cross(qa, qc)
+        d_pair = cross(qb, qc)
+        d_pair = np.concatenate([d_pair, -d_pair[1:]])
+        blocks = [np.stack(np.meshgrid(d_pair, e_pair, f_values, indexing="ij"), -1).reshape(-1, 3)]
+        # A line at Q(s a* + t b* + c*) = qa + qb + qc + t D + s E + s t F (s, t = ±1) fixes
+        # D when E and F are known.
+        total = qa + qb + qc
+        e_grid, f_of_e = (g.ravel() for g in np.meshgrid(e_pair, f_values, indexing="ij"))
+        for s_sign in (1.0, -1.0):
+            for t_sign in (1.0, -1.0):
+                d_new = (
+                    q_lines[:, None] - total - s_sign * e_grid - s_sign * t_sign * f_of_e
+                ) * t_sign
+                rows, cols = np.nonzero(np.abs(d_new) <= min(qb, qc) + tol)
+                blocks.append(np.stack([d_new[rows, cols], e_grid[cols], f_of_e[cols]], -1))
+        grid = np.concatenate(blocks)
         block = np.empty((len(grid), 6))
         block[:, :3] = (qa, qb, qc)
         block[:, 3:] = grid
@@ -720,7 +749,9 @@ def refine(
         solution, *_ = np.linalg.lstsq(matrix, target, rcond=None)
         params = params if not np.all(np.isfinite(solution)) else solution[:p]
         if refine_zero:
-            zero = float(np.clip(zero + solution[p], -settings.zero_shift_deg, settings.zero_shift_deg))
+            zero = float(
+                np.clip(zero + solution[p], -settings.zero_shift_deg, settings.zero_shift_deg)
+            )
     return _scored(system, centring, params, zero, two_theta, wavelength, settings)
 
 
@@ -821,7 +852,7 @@ def conventional_cell(system: str, centring: str, g6: np.ndarray) -> dict[str, f
 def _zero_grid(settings: IndexSettings) -> np.ndarray:
     if settings.zero_shift_deg <= 0 or settings.zero_step_deg <= 0:
         return np.zeros(1)
-    steps = int(math.floor(settings.zero_shift_deg / settings.zero_step_deg + 1e-9))
+    steps = math.floor(settings.zero_shift_deg / settings.zero_step_deg + 1e-9)
     grid = np.arange(-steps, steps + 1) * settings.zero_step_deg
     return grid[np.argsort(np.abs(grid), kind="stable")]
 
@@ -919,9 +950,8 @@ def is_solution(cell: Cell, settings: IndexSettings) -> bool:
     """Whether a cell passes: M(N) >= the threshold (higher with fewer than 20 lines: de
     Wolff's M(N) of a right cell grows with fewer lines) and enough lines indexed."""
     threshold = settings.min_figure_of_merit * max(1.0, 20 / max(cell.lines_used, 1))
-    return (
-        cell.m >= threshold
-        and cell.lines_indexed >= required_lines(cell.lattice_system, cell.lines_used, settings)
+    return cell.m >= threshold and cell.lines_indexed >= required_lines(
+        cell.lattice_system, cell.lines_used, settings
     )
 
 

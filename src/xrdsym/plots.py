@@ -154,3 +154,59 @@ def plot_predictions(
         figure.suptitle(f"first {MAX_PLOTTED} of {len(predictions)} patterns")
     figure.tight_layout()
     _save(figure, path)
+
+
+def plot_indexed(
+    two_theta: np.ndarray | None,
+    intensities: np.ndarray | None,
+    peak_two_theta: np.ndarray,
+    peak_intensity: np.ndarray,
+    cell: object | None,
+    title: str,
+    path: str | Path,
+) -> None:
+    """A scan (or, for a structure, its lines as sticks) with a tick at every line the cell
+    indexes, labelled with its hkl, and a cross at every line it leaves unindexed.
+
+    ``cell``: an :class:`xrdsym.indexing.Cell` (its ``two_theta_calc`` and ``hkl`` per line
+    of the first ``lines_used`` peaks) or None when the pattern was not indexed."""
+    figure, axis = plt.subplots(figsize=(11, 4))
+    if two_theta is not None and intensities is not None:
+        axis.plot(two_theta, intensities, lw=0.7, color="0.2", label="scan")
+        top = float(np.max(intensities))
+    else:
+        axis.vlines(peak_two_theta, 0, peak_intensity, color="0.2", lw=0.8, label="lines")
+        top = float(np.max(peak_intensity, initial=1.0))
+    if cell is not None:
+        used = cell.lines_used
+        calc, hkl = cell.two_theta_calc, cell.hkl
+        indexed = np.isfinite(calc)
+        axis.vlines(
+            calc[indexed],
+            -0.08 * top,
+            -0.02 * top,
+            color="tab:blue",
+            lw=1.2,
+            label=f"{cell.lattice_system} {cell.centring} (indexed)",
+        )
+        for position, indices in zip(calc[indexed], hkl[indexed], strict=True):
+            axis.annotate(
+                "".join(str(int(i)) if abs(i) < 10 else f"({int(i)})" for i in indices),
+                (position, -0.1 * top),
+                rotation=90,
+                fontsize=6,
+                ha="center",
+                va="top",
+                color="tab:blue",
+            )
+        missed = peak_two_theta[:used][~indexed]
+        axis.plot(
+            missed, np.full(len(missed), -0.05 * top), "x", color="tab:red", label="not indexed"
+        )
+        axis.set_ylim(-0.3 * top, 1.05 * top)
+    axis.set_xlabel("2θ (degrees)")
+    axis.set_ylabel("intensity")
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=8, loc="upper right")
+    figure.tight_layout()
+    _save(figure, path)

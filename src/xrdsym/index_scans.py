@@ -1,0 +1,172 @@
+"""Index the patterns of files: scans and CIF structures in, peaks and cells out.
+
+The file-level side of :mod:`xrdsym.indexing` (what ``xrdsym index`` runs): every format
+``xrdsym predict`` reads (two-column text, XRDML, powder CIF) goes through
+:func:`xrdsym.peaks.find_peaks` and :func:`xrdsym.indexing.index_lines`; a CIF structure gives
+the peaks pymatgen calculates for it, those closer than a diffractometer resolves merged.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xrdsym.errors import XrdsymError
+from xrdsym.indexing import IndexResult, IndexSettings, index_lines
+from xrdsym.peaks import PeakList, PeakSettings, find_peaks
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+STRUCTURE_TWO_THETA_RANGE = (5.0, 90.0)
+"""Scan range simulated for a CIF structure, degrees: a laboratory scan's."""
+
+STRUCTURE_RESOLUTION_DEG = 0.03
+"""Calculated peaks of a structure closer than this (degrees 2θ) are one line, as on a
+diffractometer whose peaks are 0.05-0.1 degrees wide."""
+
+STRUCTURE_MIN_INTENSITY = 0.5
+"""Calculated peaks weaker than this (the strongest is 100) are left out: a scan's noise
+hides them."""
+
+DEFAULT_STRUCTURE_WAVELENGTH = "CuKa1"
+"""Radiation a CIF structure is simulated with when none is given."""
+
+
+@dataclass(frozen=True)
+class IndexedPattern:
+    """One pattern's peaks and indexing, with the scan it came from (None for a structure)."""
+
+    source: str
+    kind: str
+    peaks: PeakList
+    result: IndexResult
+    two_theta: np.ndarray | None = None
+    intensities: np.ndarray | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON record of ``xrdsym index --json``."""
+        record: dict[str, Any] = {
+            "source": self.source,
+            "kind": self.kind,
+            "wavelength_angstrom": round(self.peaks.wavelength, 6),
+            "kalpha2": self.peaks.kalpha2,
+        }
+        record |= self.result.to_dict()
+        record["seconds"] = round(self.result.seconds, 3)
+        record["peaks"] = [
+            {
+                "two_theta": round(float(t), 4),
+                "d": round(float(d), 5),
+                "intensity": round(float(i), 4),
+            }
+            for t, d, i in zip(
+                self.peaks.two_theta, self.peaks.d_spacing, self.peaks.intensity, strict=True
+            )
+        ]
+        return record
+
+
+def index_scan(
+    two_theta_deg: np.ndarray,
+    intensities: np.ndarray,
+    wavelength: float,
+    peak_settings: PeakSettings | None = None,
+    index_settings: IndexSettings | None = None,
+) -> tuple[PeakList, IndexResult]:
+    """Peaks of a scan (2θ in degrees, intensities, wavelength in Å) and their indexing."""
+    peaks = find_peaks(two_theta_deg, intensities, wavelength, peak_settings)
+    return peaks, index_peaks(peaks, index_settings)
+
+
+def index_peaks(peaks: PeakList, settings: IndexSettings | None = None) -> IndexResult:
+    """Index a peak list (its Kα1 positions, at the wavelength they refer to)."""
+    return index_lines(peaks.two_theta, peaks.wavelength, peaks.sigma_two_theta, settings)
+
+
+def structure_peaks(structure: Structure, wavelength: str | float) -> PeakList:
+    """The lines a perfect scan of ``structure`` shows: pymatgen's peaks at ``wavelength``
+    (an anode name or Å) over STRUCTURE_TWO_THETA_RANGE, those within
+    STRUCTURE_RESOLUTION_DEG merged at their intensity-weighted mean."""
+    from xrdsym.diffraction import simulate_peaks
+    from xrdsym.measured import parse_wavelength
+
+    angstrom = parse_wavelength(wavelength)
+    peaks = simulate_peaks(structure, angstrom, STRUCTURE_TWO_THETA_RANGE)
+    strong = peaks.intensities >= STRUCTURE_MIN_INTENSITY
+    two_theta, intensity = peaks.two_theta[strong], peaks.intensities[strong]
+    group = np.concatenate([[0], np.cumsum(np.diff(two_theta) > STRUCTURE_RESOLUTION_DEG)])
+    total = np.bincount(group, weights=intensity)
+    merged = np.bincount(group, weights=intensity * two_theta) / total
+    d_spacing = angstrom / (2 * np.sin(np.radians(merged / 2)))
+    n = len(merged)
+    return PeakList(
+        two_theta=merged,
+        d_spacing=d_spacing,
+        intensity=total,
+        fwhm=np.zeros(n),
+        sigma_two_theta=np.zeros(n),
+        significance=np.full(n, np.inf),
+        wavelength=angstrom,
+        kalpha2=False,
+        noise=0.0,
+    )
+
+
+def index_file(
+    path: Path,
+    wavelength: float | None,
+    peak_settings: PeakSettings | None = None,
+    index_settings: IndexSettings | None = None,
+    structure_wavelength: str | float = DEFAULT_STRUCTURE_WAVELENGTH,
+) -> tuple[list[IndexedPattern], list[str]]:
+    """Every pattern in ``path`` indexed, and notes on what the file holds besides.
+
+    ``wavelength`` (Å) is used for a scan that states none; a scan without either raises
+    XrdsymError naming the file. A CIF without powder data is read as structures, simulated
+    at ``structure_wavelength``."""
+    from xrdsym.measured import CalculatedBlockSkipped, NoPowderData, read_measured
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CalculatedBlockSkipped)
+        try:
+            measured = read_measured(path)
+        except NoPowderData:
+            measured = None
+    notes = [str(w.message) for w in caught if issubclass(w.category, CalculatedBlockSkipped)]
+    if measured is None:
+        from xrdsym.prediction import read_structures
+
+        indexed = []
+        for record in read_structures(path):
+            peaks = structure_peaks(record.structure, structure_wavelength)
+            indexed.append(
+                IndexedPattern(
+                    str(path.parent / record.id),
+                    "structure",
+                    peaks,
+                    index_peaks(peaks, index_settings),
+                )
+            )
+        return indexed, notes
+    indexed = []
+    for pattern in measured:
+        scan_wavelength = pattern.wavelength if pattern.wavelength is not None else wavelength
+        if scan_wavelength is None:
+            raise XrdsymError(
+                f"{pattern.source}: the file does not state its wavelength; give --wavelength "
+                "(Å, or an anode such as CuKa, MoKa, CoKa)"
+            )
+        peaks, result = index_scan(
+            pattern.two_theta, pattern.intensities, scan_wavelength, peak_settings, index_settings
+        )
+        indexed.append(
+            IndexedPattern(
+                pattern.source, "measured", peaks, result, pattern.two_theta, pattern.intensities
+            )
+        )
+    return indexed, notes
