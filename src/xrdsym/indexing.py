@@ -34,6 +34,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+import warnings
 from dataclasses import dataclass, field, fields
 from functools import cache
 from numbers import Real
@@ -78,9 +79,9 @@ CENTRING_SETTINGS: dict[tuple[str, str], tuple[tuple[str, tuple[int, ...] | None
     ("monoclinic", "C"): (("C", None), ("A", (2, 1, 0, 3))),
 }
 
-SEARCH_MISSES_PER_LINE = 0.1
-"""Share of the quick-count lines a trial cell may leave unindexed (impurities, Kα2 or
-overlapping lines), rounded down: a wrong cell seldom indexes 90 % of the first lines."""
+SEARCH_MISSES_PER_LINE = 0.2
+"""Share of the quick-count lines a trial cell may leave unindexed (impurities, merged or
+spurious lines), rounded down: 2 of 12, as a solution may leave 2 of 20 unindexed."""
 
 MAX_TRIALS_REFINED = 24
 """Trial cells refined per lattice system and centring: the best by quick count; more add
@@ -121,6 +122,10 @@ class IndexSettings:
             share of a less symmetric one's and it indexes as many lines.
         time_budget_s: seconds one pattern may take; the lattice systems not yet searched
             when it is spent are skipped and the result says so.
+        settled_figure_of_merit: a solution that indexes every line with an M(N) of at least
+            this (raised as 20 / N for fewer lines, like ``min_figure_of_merit``) ends the
+            search: the less symmetric lattice systems, which could only win with a far
+            higher M(N), are not searched. 0 searches every system.
     """
 
     n_lines: int = 20
@@ -136,6 +141,7 @@ class IndexSettings:
     max_unindexed_share: float = 0.1
     symmetry_ratio: float = 0.7
     time_budget_s: float = 10.0
+    settled_figure_of_merit: float = 20.0
 
     @classmethod
     def from_params(cls, section: dict[str, Any]) -> IndexSettings:
@@ -360,6 +366,8 @@ class IndexResult:
         wavelength: Å.
         seconds: time taken.
         budget_spent: the time budget ran out before every lattice system was searched.
+        not_searched: lattice systems left out because a more symmetric solution settled
+            the search (see ``IndexSettings.settled_figure_of_merit``) or the budget ran out.
     """
 
     best: Cell | None
@@ -369,6 +377,7 @@ class IndexResult:
     wavelength: float
     seconds: float
     budget_spent: bool
+    not_searched: tuple[str, ...] = ()
 
     @property
     def lattice_system(self) -> str | None:
@@ -386,6 +395,7 @@ class IndexResult:
         record = self.best.to_dict() if self.best is not None else empty
         record["reason"] = self.reason
         record["budget_spent"] = self.budget_spent
+        record["not_searched"] = list(self.not_searched)
         record["candidates"] = [cell.to_dict() for cell in self.candidates.values()]
         return record
 
@@ -449,19 +459,26 @@ def _enumerate_reflections(g6: np.ndarray, q_max: float, centring: int) -> np.nd
     return out
 
 
+CLOSE_ENOUGH = 0.05
+"""A line this close to a calculated one (in half-intervals of the search tolerance) needs
+no nearer: the quick count stops looking."""
+
+
 @numba.njit(cache=True)
 def _count_indexed(
     g6s: np.ndarray, q_low: np.ndarray, q_high: np.ndarray, centring: int, max_misses: int
-) -> np.ndarray:
-    """For each metric (rows of ``g6s``), how many lines (Q intervals [q_low, q_high]) some
-    allowed hkl falls in; -1 once more than ``max_misses`` lines are missed (early exit).
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each metric (rows of ``g6s``), how many lines (Q intervals [q_low, q_high]) an
+    allowed hkl falls in, -1 once more than ``max_misses`` lines are missed (early exit); and
+    the mean squared distance of the nearest hkl from each line indexed, in half-intervals.
 
-    For each line, h and k run over their range and ell is solved from the quadratic
-    C l² + (D k + E h) ell + (A h² + B k² + F hk - Q) = 0 at the interval's middle; the two
-    integers nearest each root are tried."""
+    For each line, h and k run over their range and l is solved from the quadratic
+    C l² + (D k + E h) l + (A h² + B k² + F hk - Q) = 0 at the interval's middle (its vertex
+    when it has no real root); the two integers nearest each root are tried."""
     n_trials = g6s.shape[0]
     n_lines = q_low.shape[0]
     counts = np.full(n_trials, -1, dtype=np.int64)
+    scores = np.full(n_trials, np.inf)
     for t in range(n_trials):
         a, b, c, d, e, f = g6s[t, 0], g6s[t, 1], g6s[t, 2], g6s[t, 3], g6s[t, 4], g6s[t, 5]
         # Direct-metric diagonal (cofactors of G*): the reach of h and k at a given Q.
@@ -476,25 +493,24 @@ def _count_indexed(
         gk = (a * c - e * e / 4) / det
         misses = 0
         found = 0
+        total = 0.0
         for i in range(n_lines):
             q_mid = 0.5 * (q_low[i] + q_high[i])
+            half = 0.5 * (q_high[i] - q_low[i])
             h_max = int(math.sqrt(q_high[i] * gh)) + 1
             k_max = int(math.sqrt(q_high[i] * gk)) + 1
-            hit = False
+            nearest = np.inf
             for h in range(0, h_max + 1):
-                if hit:
+                if nearest < CLOSE_ENOUGH:
                     break
                 k_start = -k_max if h > 0 else 0
                 for k in range(k_start, k_max + 1):
                     lin = d * k + e * h
                     rest = a * h * h + b * k * k + f * h * k - q_mid
                     disc = lin * lin - 4 * c * rest
-                    if disc < 0:
-                        continue
-                    root = math.sqrt(disc)
+                    root = math.sqrt(disc) if disc > 0 else 0.0
                     for sign in (-1.0, 1.0):
-                        l_real = (-lin + sign * root) / (2 * c)
-                        l0 = math.floor(l_real)
+                        l0 = math.floor((-lin + sign * root) / (2 * c))
                         for ell in (l0, l0 + 1):
                             if h == 0 and k == 0 and ell <= 0:
                                 continue
@@ -508,22 +524,20 @@ def _count_indexed(
                                 + e * h * ell
                                 + f * h * k
                             )
-                            if q_low[i] <= q <= q_high[i]:
-                                hit = True
-                                break
-                        if hit:
-                            break
-                    if hit:
-                        break
-            if hit:
+                            distance = abs(q - q_mid) / half
+                            if distance < nearest:
+                                nearest = distance
+            if nearest <= 1.0:
                 found += 1
+                total += nearest * nearest
             else:
                 misses += 1
                 if misses > max_misses:
                     break
         if misses <= max_misses:
             counts[t] = found
-    return counts
+            scores[t] = total / max(found, 1)
+    return counts, scores
 
 
 # --- trial cells ------------------------------------------------------------------------
@@ -667,7 +681,7 @@ def _triclinic_trials(q_base: np.ndarray, q_lines: np.ndarray) -> np.ndarray:
 
     def cross(q1: float, q2: float) -> np.ndarray:
         gap = np.abs(q_lines - q1 - q2)
-        return np.concatenate([[0.0], gap[(gap <= min(q1, q2) + tol) & (gap > tol)]])
+        return np.concatenate([[0.0], gap[(gap < 2 * math.sqrt(q1 * q2)) & (gap > tol)]])
 
     for i, j, k in itertools.combinations_with_replacement(range(len(q_base)), 3):
         qa, qb, qc = q_base[i], q_base[j], q_base[k]
@@ -685,7 +699,7 @@ def _triclinic_trials(q_base: np.ndarray, q_lines: np.ndarray) -> np.ndarray:
                 d_new = (
                     q_lines[:, None] - total - s_sign * e_grid - s_sign * t_sign * f_of_e
                 ) * t_sign
-                rows, cols = np.nonzero(np.abs(d_new) <= min(qb, qc) + tol)
+                rows, cols = np.nonzero(np.abs(d_new) <= 2 * math.sqrt(qb * qc))
                 blocks.append(np.stack([d_new[rows, cols], e_grid[cols], f_of_e[cols]], -1))
         grid = np.concatenate(blocks)
         block = np.empty((len(grid), 6))
@@ -724,7 +738,7 @@ def refine(
     hkl_of_line = np.zeros((len(two_theta), 3), dtype=int)
     for _ in range(LSQ_ROUNDS):
         g6 = form.basis @ params
-        if not _positive_definite(g6[None])[0]:
+        if not _plausible(g6, settings):
             return None
         q_obs = _line_q(two_theta, zero, wavelength)
         q_max = q_obs.max() * 1.02 + 1e-6
@@ -755,6 +769,17 @@ def refine(
     return _scored(system, centring, params, zero, two_theta, wavelength, settings)
 
 
+def _plausible(g6: np.ndarray, settings: IndexSettings) -> bool:
+    """A cell the search considers: positive definite, within the volume and edge limits (a
+    least-squares step can run off to a degenerate cell with millions of reflections)."""
+    one = g6[None]
+    return bool(
+        _positive_definite(one)[0]
+        and _volumes(one)[0] <= settings.max_volume
+        and _shortest_edges(one)[0] >= MIN_CELL_EDGE
+    )
+
+
 def _nearest(sorted_values: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Index of the value of ``sorted_values`` nearest each target (NaN values never)."""
     finite = np.isfinite(sorted_values)
@@ -776,7 +801,7 @@ def _scored(
     """The cell with its figures of merit on the lines ``two_theta``."""
     form = FORMS[system]
     g6 = form.basis @ params
-    if not _positive_definite(g6[None])[0]:
+    if not _plausible(g6, settings):
         return None
     q_obs = _line_q(two_theta, zero, wavelength)
     q_n = float(q_obs.max())
@@ -825,8 +850,8 @@ def _scored(
 
 def conventional_cell(system: str, centring: str, g6: np.ndarray) -> dict[str, float]:
     """Lengths (Å), angles (degrees) and volume (Å³) of the conventional cell: orthorhombic
-    axes in increasing length (a < b for C), monoclinic with β >= 90 degrees, triclinic
-    Niggli-reduced (spglib)."""
+    axes in increasing length (a < b for C), monoclinic reduced in the ac plane with β >= 90
+    degrees (a <= c for P), triclinic Niggli-reduced (spglib)."""
     cell = cell_of_metric(g6)
     if system == "orthorhombic":
         lengths = [cell["a"], cell["b"], cell["c"]]
@@ -835,15 +860,33 @@ def conventional_cell(system: str, centring: str, g6: np.ndarray) -> dict[str, f
         else:
             lengths = sorted(lengths)
         cell.update(a=lengths[0], b=lengths[1], c=lengths[2])
-    elif system == "monoclinic" and cell["beta"] < 90:
-        cell["beta"] = 180 - cell["beta"]
+    elif system == "monoclinic":
+        cell.update(_reduced_monoclinic(cell["a"], cell["c"], cell["beta"], centring))
     elif system == "triclinic":
-        import spglib
-
-        reduced = spglib.niggli_reduce(lattice_vectors(cell))
+        reduced = _spglib("niggli_reduce", lattice_vectors(cell))
         if reduced is not None:
             cell = cell_of_metric(metric_of_lattice(np.asarray(reduced)))
     return cell
+
+
+def _reduced_monoclinic(a: float, c: float, beta: float, centring: str) -> dict[str, float]:
+    """a, c (Å) and β (degrees) of the shortest monoclinic setting of the ac net: for P,
+    Gauss-reduced (the two shortest vectors, then a <= c); for C (centred in the ab face),
+    c shortened by whole vectors a only, which keeps the centring. β made obtuse."""
+    angle = math.radians(beta)
+    u = np.array([a, 0.0])
+    v = np.array([c * math.cos(angle), c * math.sin(angle)])
+    for _ in range(100):
+        if centring == "P" and u @ u > v @ v:
+            u, v = v, u
+        shift = round(float(u @ v / (u @ u)))
+        if shift == 0:
+            break
+        v = v - shift * u
+    if centring == "P" and u @ u > v @ v:
+        u, v = v, u
+    beta_new = math.degrees(math.acos(np.clip(u @ v / math.hypot(*u) / math.hypot(*v), -1, 1)))
+    return {"a": math.hypot(*u), "c": math.hypot(*v), "beta": max(beta_new, 180 - beta_new)}
 
 
 # --- the search -------------------------------------------------------------------------
@@ -872,11 +915,10 @@ def search(
     quick = two_theta[:n_quick]
     max_misses = int(SEARCH_MISSES_PER_LINE * n_quick)
     base = min(settings.base_lines, len(two_theta))
-    trials_by_centring: dict[str, list[tuple[np.ndarray, np.ndarray, float]]] = {
-        c: [] for c in form.centrings
-    }
+    best: Cell | None = None
+    # Zero shifts from 0 outwards; a settled cell (every line, a high M(N)) ends the scan.
     for zero in _zero_grid(settings):
-        if time.perf_counter() > deadline:
+        if time.perf_counter() > deadline or (best is not None and _settles(best, settings)):
             break
         q_lines = _line_q(two_theta, zero, wavelength)
         q_base = q_lines[:base]
@@ -895,30 +937,23 @@ def search(
         low = _line_q(quick - settings.search_tolerance_deg, zero, wavelength)
         high = _line_q(quick + settings.search_tolerance_deg, zero, wavelength)
         for centring in form.centrings:
+            found, counts, scores = [], [], []
             for setting, order in CENTRING_SETTINGS.get((system, centring), ((centring, None),)):
-                counts = _count_indexed(
+                count, score = _count_indexed(
                     np.ascontiguousarray(g6s), low, high, CENTRING_CODES[setting], max_misses
                 )
-                good = counts >= 0
-                if good.any():
-                    found = params[good] if order is None else params[good][:, list(order)]
-                    trials_by_centring[centring].append((found, counts[good], zero))
-    best: Cell | None = None
-    for centring, found in trials_by_centring.items():
-        if not found:
-            continue
-        params = np.concatenate([f[0] for f in found])
-        counts = np.concatenate([f[1] for f in found])
-        zeros = np.concatenate([np.full(len(f[0]), f[2]) for f in found])
-        # Most lines first; among equals the smallest cell (fewest spurious lines).
-        volumes = _volumes(params @ form.basis.T)
-        order = np.lexsort((volumes, -counts))[:MAX_TRIALS_REFINED]
-        for t in order:
-            cell = refine(
-                system, centring, params[t], two_theta, sigma_deg, wavelength, settings, zeros[t]
-            )
-            if cell is not None and (best is None or _better(cell, best)):
-                best = cell
+                good = count >= 0
+                found.append(params[good] if order is None else params[good][:, list(order)])
+                counts.append(count[good])
+                scores.append(score[good])
+            trials, count = np.concatenate(found), np.concatenate(counts)
+            # Most lines first; among equals the closest fit.
+            for t in np.lexsort((np.concatenate(scores), -count))[:MAX_TRIALS_REFINED]:
+                cell = refine(
+                    system, centring, trials[t], two_theta, sigma_deg, wavelength, settings, zero
+                )
+                if cell is not None and (best is None or _better(cell, best, settings)):
+                    best = cell
     return best
 
 
@@ -933,9 +968,17 @@ def _unique_rows(params: np.ndarray, g6s: np.ndarray) -> tuple[np.ndarray, np.nd
     return params[first], g6s[first]
 
 
-def _better(cell: Cell, other: Cell) -> bool:
-    """More lines indexed, then a higher M(N)."""
-    return (cell.lines_indexed, cell.m) > (other.lines_indexed, other.m)
+def _better(cell: Cell, other: Cell, settings: IndexSettings) -> bool:
+    """Of two cells of one lattice system, the one that indexes the lines a solution must
+    (:func:`required_lines`) with the higher M(N), as DICVOL ranks its solutions; among
+    cells that index fewer, the one that indexes more. A large wrong cell can index every
+    line, but only with a low M(N)."""
+
+    def key(c: Cell) -> tuple[bool, float, float]:
+        enough = c.lines_indexed >= required_lines(c.lattice_system, c.lines_used, settings)
+        return (enough, c.m if enough else c.lines_indexed, c.m)
+
+    return key(cell) > key(other)
 
 
 def required_lines(system: str, n_lines: int, settings: IndexSettings) -> int:
@@ -978,6 +1021,21 @@ def choose(candidates: dict[str, Cell], settings: IndexSettings) -> tuple[Cell |
     )
 
 
+def _settles(cell: Cell, settings: IndexSettings) -> bool:
+    """Whether ``cell`` indexes every line with an M(N) of at least
+    ``settled_figure_of_merit`` (raised as 20 / N for fewer lines, as in
+    :func:`is_solution`)."""
+    if settings.settled_figure_of_merit <= 0 or cell.lines_indexed < cell.lines_used:
+        return False
+    return cell.m >= settings.settled_figure_of_merit * max(1.0, 20 / max(cell.lines_used, 1))
+
+
+def _settled(candidates: dict[str, Cell], settings: IndexSettings) -> bool:
+    """Whether the solution so far settles the search (:func:`_settles`)."""
+    best, _ = choose(candidates, settings)
+    return best is not None and _settles(best, settings)
+
+
 def index_lines(
     two_theta_deg: np.ndarray,
     wavelength: float,
@@ -1011,8 +1069,9 @@ def index_lines(
     keep = (two_theta > 0) & (two_theta < 180)
     two_theta, sigma = two_theta[keep], sigma[keep]
 
-    def result(best, reason, candidates, spent) -> IndexResult:
+    def result(best, reason, candidates, spent, not_searched=()) -> IndexResult:
         return IndexResult(
+            not_searched=tuple(not_searched),
             best=best,
             reason=reason,
             candidates=candidates,
@@ -1033,16 +1092,112 @@ def index_lines(
     deadline = started + settings.time_budget_s
     candidates: dict[str, Cell] = {}
     spent = False
+    not_searched = []
     for system in LATTICE_SYSTEMS:
-        if time.perf_counter() > deadline:
-            spent = True
-            break
+        if spent or time.perf_counter() > deadline or _settled(candidates, settings):
+            spent = spent or time.perf_counter() > deadline
+            not_searched.append(system)
+            continue
         if len(two_theta) < 2 * (FORMS[system].n_parameters + 1):
             continue
         cell = search(system, two_theta, sigma, wavelength, settings, deadline)
-        if cell is not None:
+        if cell is not None and (
+            system not in candidates or _better(cell, candidates[system], settings)
+        ):
             candidates[system] = cell
+        if system == "hexagonal" and cell is not None:
+            # The rhombohedral condition on the hexagonal cell: an R lattice's lines are a
+            # subset of its hexagonal cell's, so a P cell always fits them too.
+            derived = refine(
+                "rhombohedral",
+                "R",
+                cell.parameters,
+                two_theta,
+                sigma,
+                wavelength,
+                settings,
+                cell.zero_shift_deg,
+            )
+            if derived is not None:
+                candidates["rhombohedral"] = derived
     best, reason = choose(candidates, settings)
     if spent and best is None:
         reason = f"time budget of {settings.time_budget_s:g} s spent; {reason}"
-    return result(best, reason, candidates, spent)
+    return result(best, reason, candidates, spent, not_searched)
+
+
+# --- comparison with known lattices -------------------------------------------------------
+
+CENTRING_TRANSLATIONS = {
+    "P": [[0, 0, 0]],
+    "I": [[0, 0, 0], [0.5, 0.5, 0.5]],
+    "F": [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]],
+    "C": [[0, 0, 0], [0.5, 0.5, 0]],
+    "R": [[0, 0, 0], [2 / 3, 1 / 3, 1 / 3], [1 / 3, 2 / 3, 2 / 3]],
+}
+"""Lattice points of each centring in the conventional cell (R: hexagonal axes, obverse)."""
+
+ORACLE_TOLERANCE = 0.003
+"""Tolerance of the metric oracle, a share of the cell size (the cube root of its volume):
+0.3 %, a lattice's shape as far as powder peak positions fix it."""
+
+
+def _lattice_system_of_space_group(number: int, symbol: str) -> str:
+    if number <= 2:
+        return "triclinic"
+    if number <= 15:
+        return "monoclinic"
+    if number <= 74:
+        return "orthorhombic"
+    if number <= 142:
+        return "tetragonal"
+    if number <= 167:
+        return "rhombohedral" if symbol.startswith("R") else "hexagonal"
+    if number <= 194:
+        return "hexagonal"
+    return "cubic"
+
+
+def _spglib(name: str, *args: Any, **kwargs: Any) -> Any:
+    """spglib's ``name`` called with its old error handling (None on failure) and without the
+    deprecation warning spglib 2.5+ gives for it on every call."""
+    import spglib
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return getattr(spglib, name)(*args, **kwargs)
+
+
+def metric_lattice_system(
+    vectors: np.ndarray, tolerance: float = ORACLE_TOLERANCE
+) -> tuple[str, str]:
+    """The lattice system and centring of a lattice (row vectors, Å) from its metric alone:
+    spglib on the lattice with one atom, at ``tolerance`` of the cell size. What the peak
+    positions of any crystal on this lattice allow, whatever its atoms (the metric oracle)."""
+    vectors = np.asarray(vectors, dtype=float)
+    size = abs(np.linalg.det(vectors)) ** (1 / 3)
+    cell = (vectors, [[0.0, 0.0, 0.0]], [1])
+    dataset = _spglib("get_symmetry_dataset", cell, symprec=tolerance * size)
+    if dataset is None:
+        return "triclinic", "P"
+    symbol = dataset.international
+    system = _lattice_system_of_space_group(dataset.number, symbol)
+    return system, symbol[0] if symbol[0] in CENTRING_TRANSLATIONS else "P"
+
+
+def reduced_cell(cell: dict[str, float], centring: str) -> np.ndarray:
+    """a, b, c (Å) and alpha, beta, gamma (degrees) of the Niggli-reduced primitive cell of a
+    conventional cell with ``centring``: unique for a lattice, so two descriptions of one
+    lattice (a centred cell, a supercell's primitive, another monoclinic setting) compare."""
+    vectors = lattice_vectors(cell)
+    points = CENTRING_TRANSLATIONS[centring]
+    primitive = _spglib(
+        "find_primitive",
+        (vectors, points, [1] * len(points)),
+        symprec=1e-4 * abs(np.linalg.det(vectors)) ** (1 / 3),
+    )
+    lattice = vectors if primitive is None else np.asarray(primitive[0])
+    reduced = _spglib("niggli_reduce", lattice)
+    lattice = lattice if reduced is None else np.asarray(reduced)
+    parameters = cell_of_metric(metric_of_lattice(lattice))
+    return np.array([parameters[k] for k in ("a", "b", "c", "alpha", "beta", "gamma")])
