@@ -156,9 +156,7 @@ def simulated(args: argparse.Namespace, params: dict) -> dict[str, Any]:
     made = augment_patterns(
         table, test["index"].to_numpy(), grid, wavelength, augment, np.random.default_rng(SEED)
     )
-    items = [
-        (i, row.astype(float), wavelength) for i, row in zip(test["id"], made, strict=True)
-    ]
+    items = [(i, row.astype(float), wavelength) for i, row in zip(test["id"], made, strict=True)]
     peak_settings = PeakSettings.from_params(params.get("peaks"))
     index_settings = IndexSettings.from_params(params["index"])
     work = partial(
@@ -244,7 +242,7 @@ def _cif_cell(path: Path) -> tuple[dict[str, float], str] | None:
         if "_cell_length_a" not in data:
             continue
 
-        def number(tag: str) -> float:
+        def number(tag: str, data: dict = data) -> float:
             return float(str(data[tag]).split("(")[0])
 
         symbol = ""
@@ -290,9 +288,7 @@ def measured(args: argparse.Namespace, params: dict) -> dict[str, Any]:
     for folder in sorted(p.parent for p in args.sets.rglob(LABELS_FILE)):
         labels = _labels(folder)
         paths = [folder / row["file"] for row in labels]
-        work = partial(
-            _index_measured, peak_settings=peak_settings, index_settings=index_settings
-        )
+        work = partial(_index_measured, peak_settings=peak_settings, index_settings=index_settings)
         found = list(parallel_map(work, paths, args.jobs, f"indexing {folder.name}"))
         rows = []
         for label, records in zip(labels, found, strict=True):

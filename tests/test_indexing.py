@@ -234,7 +234,7 @@ def test_two_impurity_lines_are_left_unindexed():
 def test_pure_noise_is_not_indexed():
     rng = np.random.default_rng(3)
     two_theta = np.arange(5, 90, 0.01)
-    peaks, result = index_scan(two_theta, rng.poisson(300, two_theta.size).astype(float), CU_KA1)
+    _peaks, result = index_scan(two_theta, rng.poisson(300, two_theta.size).astype(float), CU_KA1)
     assert result.best is None
     assert result.lattice_system is None
     assert result.reason
@@ -286,10 +286,10 @@ def test_bad_input_and_settings():
         index_lines(np.array([20.0, 30, 40, 50, 60]), 0)
     with pytest.raises(XrdsymError, match="finite"):
         index_lines(np.array([20.0, np.nan, 40, 50, 60]), CU_KA1)
-    with pytest.raises(ParamsError, match="index.tolerance_deg"):
+    with pytest.raises(ParamsError, match=r"index\.tolerance_deg"):
         IndexSettings.from_params(
             {f: getattr(IndexSettings(), f) for f in IndexSettings.__dataclass_fields__}
             | {"tolerance_deg": "wide"}
         )
-    with pytest.raises(ParamsError, match="unknown key 'index.colour'"):
+    with pytest.raises(ParamsError, match=r"unknown key 'index\.colour'"):
         IndexSettings.from_params({"colour": 1})
