@@ -1,11 +1,13 @@
 """xrdsym: crystal system from powder X-ray diffraction patterns.
 
-The Python API, three functions for the patterns that come off a diffractometer:
+The Python API, four functions for the patterns that come off a diffractometer:
 
 - :func:`predict`: classify files, folders or arrays with a trained model (by default the one
   shipped with xrdsym); one :class:`~xrdsym.prediction.PredictionResult` per pattern.
 - :func:`load_model`: a model directory, loaded once for many :func:`predict` calls.
 - :func:`read_pattern`: a measured scan as 2θ (degrees), intensities and wavelength (Å).
+- :func:`index`: the peaks, lattice system and unit cell of scans or structures (lattice
+  indexing); one :class:`~xrdsym.index_scans.IndexedPattern` per pattern.
 
 Importing xrdsym is light: numpy, pymatgen and the model are loaded by the first call that
 needs them. Input a user can get wrong (a missing file, an unreadable scan, a folder that holds
@@ -28,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import os
 
+    from xrdsym.index_scans import IndexedPattern
+    from xrdsym.indexing import IndexSettings
     from xrdsym.measured import MeasuredPattern
     from xrdsym.prediction import Classifier, PredictionResult
 
@@ -36,7 +40,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__", "load_model", "predict", "read_pattern"]
+__all__ = ["__version__", "index", "load_model", "predict", "read_pattern"]
 
 
 def predict(
@@ -198,3 +202,58 @@ def read_pattern(path: str | os.PathLike[str]) -> MeasuredPattern:
             "read them all with xrdsym.measured.read_measured"
         )
     return patterns[0]
+
+
+def index(
+    paths_or_arrays: Any,
+    *,
+    wavelength: str | float | None = None,
+    settings: IndexSettings | None = None,
+) -> list[IndexedPattern]:
+    """Index powder patterns: their peaks, lattice system and unit cell, as ``xrdsym index``.
+
+    Peaks are fitted (pseudo-Voigt, the Kα1/Kα2 doublet recognised from the wavelength) and
+    their first 20 lines indexed by a search over every lattice system, refined by least
+    squares with the zero shift and ranked by de Wolff's M(N) (see :mod:`xrdsym.indexing`).
+
+    Args:
+        paths_or_arrays: one input or a list, as for :func:`predict`: files (scans, or CIF
+            structures, whose calculated lines are indexed), folders, patterns from
+            :func:`read_pattern`, or ``(two_theta_deg, intensities)`` arrays.
+        wavelength: Å or an anode name, for the inputs that do not state theirs (required
+            for arrays) and for CIF structures (default Cu Kα1).
+        settings: :class:`~xrdsym.indexing.IndexSettings` (tolerances, time budget); None:
+            the defaults, those of ``params.yaml``.
+
+    Returns:
+        One :class:`~xrdsym.index_scans.IndexedPattern` per pattern: ``source``, ``peaks``
+        (2θ, d, intensity, width and position uncertainty per reflection), ``result`` (the
+        chosen ``best`` cell or None with a ``reason``, and the best cell of each lattice
+        system in ``candidates``) and ``to_record()`` (the JSON record).
+
+    Raises:
+        XrdsymError: the first input that cannot be read, or an array without a wavelength.
+
+    Examples:
+        >>> import xrdsym
+        >>> [scan] = xrdsym.index("tests/data/nacl_cu.xy")
+        >>> best = scan.result.best
+        >>> best.lattice_system, best.centring, round(best.cell["a"], 3)
+        ('cubic', 'F', 5.64)
+        >>> best.lines_indexed, best.lines_used
+        (8, 8)
+        >>> scan.to_record()["figures_of_merit"]["lines_indexed"]
+        8
+
+        A scan in which no peak stands out is not indexed, with the reason:
+
+        >>> import numpy as np
+        >>> two_theta = np.arange(10, 80, 0.02)
+        >>> noise = np.random.default_rng(0).poisson(100, two_theta.size)
+        >>> [scan] = xrdsym.index((two_theta, noise), wavelength="CuKa")
+        >>> scan.result.lattice_system, scan.result.reason
+        (None, '0 significant peaks, fewer than the 5 needed to index')
+    """
+    from xrdsym.index_scans import index_inputs
+
+    return index_inputs(paths_or_arrays, wavelength=wavelength, index_settings=settings)

@@ -271,11 +271,14 @@ def _index_table(pattern) -> str:
     doublet = ", Kα2 fitted" if peaks.kalpha2 else ""
     lines = [
         f"{pattern.source} ({pattern.kind}, {peaks.wavelength:.5f} Å{doublet}): "
-        f"{len(peaks)} peaks, {result.seconds:.2f} s"
-        + (", time budget spent" if result.budget_spent else "")
+        f"{len(peaks)} peaks" + (", time budget spent" if result.budget_spent else "")
     ]
     if result.best is None:
         lines.append(f"  not indexed: {result.reason}")
+    if result.not_searched and not result.budget_spent:
+        lines.append(
+            f"  not searched (a more symmetric cell settled it): {', '.join(result.not_searched)}"
+        )
     header = (
         f"  {'':1}{'lattice system':<13} {'':2} {'a':>8} {'b':>8} {'c':>8} {'alpha':>7} "
         f"{'beta':>7} {'gamma':>7} {'V':>8} {'zero':>7} {'M(N)':>7} {'F(N)':>7}  indexed"

@@ -8,6 +8,7 @@ the peaks pymatgen calculates for it, those closer than a diffractometer resolve
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,9 @@ def index_scan(
 
 def index_peaks(peaks: PeakList, settings: IndexSettings | None = None) -> IndexResult:
     """Index a peak list (its Kα1 positions, at the wavelength they refer to)."""
-    return index_lines(peaks.two_theta, peaks.wavelength, peaks.sigma_two_theta, settings)
+    return index_lines(
+        peaks.two_theta, peaks.wavelength, peaks.sigma_two_theta, settings, peaks.intensity
+    )
 
 
 def structure_peaks(structure: Structure, wavelength: str | float) -> PeakList:
@@ -170,3 +173,54 @@ def index_file(
             )
         )
     return indexed, notes
+
+
+def index_inputs(
+    inputs: Any,
+    *,
+    wavelength: str | float | None = None,
+    peak_settings: PeakSettings | None = None,
+    index_settings: IndexSettings | None = None,
+) -> list[IndexedPattern]:
+    """Index files, folders, measured patterns or (2θ, intensities) arrays, in order: the
+    implementation of :func:`xrdsym.index`, which documents the arguments. The first input
+    that cannot be read raises its XrdsymError, with the message ``xrdsym index`` gives."""
+    from xrdsym.measured import MeasuredPattern, parse_wavelength, validate
+    from xrdsym.prediction import find_inputs, input_items, is_array_pair
+
+    stated = parse_wavelength(wavelength) if wavelength is not None else None
+    structure_wavelength = wavelength if wavelength is not None else DEFAULT_STRUCTURE_WAVELENGTH
+    indexed: list[IndexedPattern] = []
+    for number, item in enumerate(input_items(inputs)):
+        if isinstance(item, str | os.PathLike):
+            files, _ = find_inputs([Path(item)])
+            for path in files:
+                patterns, _ = index_file(
+                    path, stated, peak_settings, index_settings, structure_wavelength
+                )
+                indexed += patterns
+            continue
+        if isinstance(item, MeasuredPattern):
+            pattern = item
+        elif is_array_pair(item):
+            pattern = validate(item[0], item[1], None, f"array {number}")
+        else:
+            raise XrdsymError(
+                f"input {number}: {type(item).__name__} is neither a path, a pattern nor "
+                "(2θ, intensities) arrays"
+            )
+        scan_wavelength = pattern.wavelength if pattern.wavelength is not None else stated
+        if scan_wavelength is None:
+            raise XrdsymError(
+                f"{pattern.source}: no wavelength stated; give wavelength= (Å, or an anode "
+                "such as CuKa, MoKa, CoKa)"
+            )
+        peaks, result = index_scan(
+            pattern.two_theta, pattern.intensities, scan_wavelength, peak_settings, index_settings
+        )
+        indexed.append(
+            IndexedPattern(
+                pattern.source, "measured", peaks, result, pattern.two_theta, pattern.intensities
+            )
+        )
+    return indexed

@@ -819,7 +819,7 @@ class PredictionResult:
         }
 
 
-def _is_array_pair(item: Any) -> bool:
+def is_array_pair(item: Any) -> bool:
     """Whether ``item`` is one pattern as arrays: (2θ, intensities), or a 2 x N array."""
     if isinstance(item, np.ndarray):
         return item.ndim == 2 and item.shape[0] == 2
@@ -833,9 +833,9 @@ def _is_array_pair(item: Any) -> bool:
         return False
 
 
-def _input_items(inputs: Any) -> list[Any]:
+def input_items(inputs: Any) -> list[Any]:
     """The patterns, files or folders of :func:`predict_inputs`'s ``inputs``, as a list."""
-    if isinstance(inputs, str | os.PathLike | MeasuredPattern) or _is_array_pair(inputs):
+    if isinstance(inputs, str | os.PathLike | MeasuredPattern) or is_array_pair(inputs):
         return [inputs]
     return list(inputs)
 
@@ -860,13 +860,13 @@ def predict_inputs(
     else:
         classifier, meta = None, read_model_meta(model_directory(model)[0])
     prepared: list[tuple[str, str, Prepared]] = []
-    for index, item in enumerate(_input_items(inputs)):
+    for index, item in enumerate(input_items(inputs)):
         if isinstance(item, str | os.PathLike):
             prepared += _prepare_path(Path(item), meta, stated, background, smooth)
             continue
         if isinstance(item, MeasuredPattern):
             pattern = item
-        elif _is_array_pair(item):
+        elif is_array_pair(item):
             from xrdsym.measured import validate
 
             two_theta, intensities = item
