@@ -70,6 +70,7 @@ SAMPLE_PARTS_OFF = {
     "amorphous_hump": None,
 }
 LABELS_FILE = "labels.csv"
+ENOUGH_PEAKS = 10
 
 
 def _lattice_of(structure_dict: dict) -> tuple[str, np.ndarray]:
@@ -200,9 +201,22 @@ def _summarise_simulated(rows: list[dict], params: dict, args: argparse.Namespac
         }
     seconds = [r["seconds"] for r in rows]
     errors = [r["cell_error"] for r in rows if r["cell_error"] is not None]
+    # Scans with few lines cannot be indexed whatever the method: the share with enough.
+    enough = [r for r in rows if r["peaks"] >= ENOUGH_PEAKS]
     return {
         "patterns": len(rows),
         "agree_with_oracle": sum(r["correct"] for r in rows) / len(rows),
+        f"with_{ENOUGH_PEAKS}_or_more_peaks": {
+            "n": len(enough),
+            "agree_with_oracle": sum(r["correct"] for r in enough) / max(len(enough), 1),
+            "per_system": {
+                system: [
+                    sum(r["correct"] for r in enough if r["oracle"] == system),
+                    sum(r["oracle"] == system for r in enough),
+                ]
+                for system in LATTICE_SYSTEMS
+            },
+        },
         "not_indexed": sum(r["lattice_system"] is None for r in rows) / len(rows),
         "budget_spent": sum(r["budget_spent"] for r in rows),
         "median_cell_error": _percentile(errors, 50),
@@ -345,6 +359,12 @@ def main() -> None:
             f"cell error {100 * (part['median_cell_error'] or math.nan):.3f} %, seconds median "
             f"{part['seconds_per_pattern']['median']:.2f} / p95 "
             f"{part['seconds_per_pattern']['p95']:.2f}"
+        )
+        enough = part[f"with_{ENOUGH_PEAKS}_or_more_peaks"]
+        print(
+            f"  with {ENOUGH_PEAKS} or more peaks ({enough['n']}): oracle's lattice system "
+            f"{enough['agree_with_oracle']:.3f}; "
+            + "  ".join(f"{k} {v[0]}/{v[1]}" for k, v in enough["per_system"].items())
         )
         for system, row in part["per_system"].items():
             print(

@@ -213,6 +213,8 @@ def _index(args: argparse.Namespace) -> int:
         params = load_params(args.params)
         peak_settings = PeakSettings.from_params(params.get("peaks"))
         index_settings = IndexSettings.from_params(params.get("index", {}))
+    if args.all_systems:
+        index_settings = replace(index_settings, settled_figure_of_merit=0.0)
     if args.time_budget is not None:
         if not args.time_budget > 0:
             raise XrdsymError(f"--time-budget {args.time_budget}: must be > 0 seconds")
@@ -544,14 +546,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PARAMS.yaml",
         help="read the peak finding and indexing settings from the sections peaks and index "
-        "of this params file (default: the built-in defaults, as in params.yaml)",
+        "of this params file; none: the built-in defaults, those of params.yaml",
     )
     sub.add_argument(
         "--time-budget",
         type=float,
         default=None,
         metavar="S",
-        help="seconds one pattern may take (default: index.time_budget_s)",
+        help="seconds one pattern may take; none: index.time_budget_s",
+    )
+    sub.add_argument(
+        "--all-systems",
+        action="store_true",
+        help="search every lattice system, also those a decisive more symmetric cell "
+        "leaves out (index.settled_figure_of_merit 0)",
     )
 
     sub = stage("report", "print the test metrics as the paper's table", _report, False)

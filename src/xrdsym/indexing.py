@@ -114,7 +114,8 @@ class IndexSettings:
     Attributes:
         n_lines: lines indexed and scored, the first N (de Wolff's 20).
         min_relative_intensity: lines weaker than this share of the strongest are left out
-            (impurities and spurious fits live among the weakest lines).
+            (impurities and spurious fits live among the weakest lines), unless fewer than
+            half of ``n_lines`` would remain.
         min_lines: fewer significant lines than this: not indexed.
         tolerance_deg: a line is indexed when it lies this close to a calculated line of the
             refined cell and zero shift.
@@ -137,6 +138,9 @@ class IndexSettings:
             this (raised as 20 / N for fewer lines, like ``min_figure_of_merit``) ends the
             search: the less symmetric lattice systems, which could only win with a far
             higher M(N), are not searched. 0 searches every system.
+        metric_tolerance: the chosen cell is given the more symmetric lattice system its
+            metric has within this share of the cell size (spglib on the lattice alone),
+            refined in that system, when that still indexes the lines; 0: never.
     """
 
     n_lines: int = 20
@@ -154,6 +158,7 @@ class IndexSettings:
     symmetry_ratio: float = 0.7
     time_budget_s: float = 10.0
     settled_figure_of_merit: float = 20.0
+    metric_tolerance: float = 0.003
 
     @classmethod
     def from_params(cls, section: dict[str, Any]) -> IndexSettings:
@@ -1084,6 +1089,9 @@ def index_lines(
     if intensity is not None and len(two_theta):
         intensity = np.asarray(intensity, dtype=float)
         strong = intensity >= settings.min_relative_intensity * intensity.max()
+        # A scan with few lines needs every one of them.
+        if strong.sum() < settings.n_lines // 2:
+            strong[:] = True
     order = np.flatnonzero(strong)[np.argsort(two_theta[strong], kind="stable")]
     order = order[: settings.n_lines]
     two_theta, sigma = two_theta[order], sigma[order]
@@ -1142,9 +1150,59 @@ def index_lines(
             if derived is not None:
                 candidates["rhombohedral"] = derived
     best, reason = choose(candidates, settings)
+    if best is not None and settings.metric_tolerance > 0:
+        promoted = promote(best, two_theta, sigma, wavelength, settings)
+        if promoted is not None:
+            candidates[promoted.lattice_system] = promoted
+            best = promoted
     if spent and best is None:
         reason = f"time budget of {settings.time_budget_s:g} s spent; {reason}"
     return result(best, reason, candidates, spent, not_searched)
+
+
+def promote(
+    cell: Cell,
+    two_theta: np.ndarray,
+    sigma_deg: np.ndarray,
+    wavelength: float,
+    settings: IndexSettings,
+) -> Cell | None:
+    """The cell of the more symmetric lattice system that ``cell``'s metric has within
+    ``settings.metric_tolerance`` of the cell size, refined in that system on the same
+    lines, when it is still a solution; None when the metric is no more symmetric or the
+    refined cell fails. Lines split by less than the powder resolution (a monoclinic β of
+    90.02 degrees, an orthorhombic a = b to 0.1 %) do not make a lower lattice system: the
+    positions do not fix it, as Conograph and the metric oracle read them."""
+    vectors = lattice_vectors(cell.cell)
+    points = CENTRING_TRANSLATIONS[cell.centring]
+    structure = (vectors, points, [1] * len(points))
+    size = abs(np.linalg.det(vectors)) ** (1 / 3)
+    dataset = _spglib("get_symmetry_dataset", structure, symprec=settings.metric_tolerance * size)
+    if dataset is None:
+        return None
+    system = _lattice_system_of_space_group(dataset.number, dataset.international)
+    if LATTICE_SYSTEMS.index(system) >= LATTICE_SYSTEMS.index(cell.lattice_system):
+        return None
+    centring = dataset.international[0]
+    if centring not in FORMS[system].centrings:
+        return None
+    conventional = np.asarray(dataset.std_lattice)
+    form = FORMS[system]
+    # The standardized cell's metric in the system's parameters (exact up to the tolerance).
+    parameters, *_ = np.linalg.lstsq(form.basis, metric_of_lattice(conventional))
+    promoted = refine(
+        system,
+        centring,
+        parameters,
+        two_theta,
+        sigma_deg,
+        wavelength,
+        settings,
+        cell.zero_shift_deg,
+    )
+    if promoted is None or not is_solution(promoted, settings):
+        return None
+    return promoted
 
 
 # --- comparison with known lattices -------------------------------------------------------
