@@ -219,7 +219,13 @@ def _index(args: argparse.Namespace) -> int:
         if not args.time_budget > 0:
             raise XrdsymError(f"--time-budget {args.time_budget}: must be > 0 seconds")
         index_settings = replace(index_settings, time_budget_s=args.time_budget)
-    files, _ = find_inputs(args.inputs)
+    files, skipped = find_inputs(args.inputs)
+    if skipped:
+        print(
+            f"skipped {len(skipped)} files that are not patterns (of other types), e.g. "
+            f"{skipped[0]}",
+            file=sys.stderr,
+        )
     indexed, failures = [], []
     for path in files:
         try:

@@ -347,15 +347,6 @@ class Cell:
     cell: dict[str, float] = field(default_factory=dict)
 
     @property
-    def metric(self) -> np.ndarray:
-        """(A, B, C, D, E, F), Å⁻²."""
-        return FORMS[self.lattice_system].basis @ self.parameters
-
-    @property
-    def crystal_system(self) -> str:
-        return CRYSTAL_SYSTEM_OF_LATTICE[self.lattice_system]
-
-    @property
     def merit(self) -> float:
         """M(N) times (lines indexed / lines used) ** UNINDEXED_PENALTY: what lattice
         systems are compared on."""
