@@ -65,7 +65,7 @@ def test_unreadable_file_is_one_line_and_the_others_go_on(tmp_path, capsys):
 
 def test_arrays_need_a_wavelength():
     two_theta = np.arange(10, 80, 0.02)
-    with pytest.raises(XrdsymError, match="no wavelength stated"):
+    with pytest.raises(XrdsymError, match="does not state its wavelength"):
         index_inputs((two_theta, np.ones_like(two_theta)))
 
 

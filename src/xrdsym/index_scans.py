@@ -23,6 +23,8 @@ from xrdsym.peaks import PeakList, PeakSettings, find_peaks
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
+    from xrdsym.measured import MeasuredPattern
+
 STRUCTURE_TWO_THETA_RANGE = (5.0, 90.0)
 """Scan range simulated for a CIF structure, degrees: a laboratory scan's."""
 
@@ -156,23 +158,34 @@ def index_file(
                 )
             )
         return indexed, notes
-    indexed = []
-    for pattern in measured:
-        scan_wavelength = pattern.wavelength if pattern.wavelength is not None else wavelength
-        if scan_wavelength is None:
-            raise XrdsymError(
-                f"{pattern.source}: the file does not state its wavelength; give --wavelength "
-                "(Å, or an anode such as CuKa, MoKa, CoKa)"
-            )
-        peaks, result = index_scan(
-            pattern.two_theta, pattern.intensities, scan_wavelength, peak_settings, index_settings
-        )
-        indexed.append(
-            IndexedPattern(
-                pattern.source, "measured", peaks, result, pattern.two_theta, pattern.intensities
-            )
-        )
+    indexed = [
+        index_pattern(pattern, wavelength, peak_settings, index_settings, "--wavelength")
+        for pattern in measured
+    ]
     return indexed, notes
+
+
+def index_pattern(
+    pattern: MeasuredPattern,
+    wavelength: float | None,
+    peak_settings: PeakSettings | None = None,
+    index_settings: IndexSettings | None = None,
+    option: str = "wavelength=",
+) -> IndexedPattern:
+    """A measured pattern indexed at its own wavelength, else ``wavelength`` (Å); without
+    either, XrdsymError naming the pattern and ``option``, the way to give one."""
+    scan_wavelength = pattern.wavelength if pattern.wavelength is not None else wavelength
+    if scan_wavelength is None:
+        raise XrdsymError(
+            f"{pattern.source}: the file does not state its wavelength; give {option} (Å, or "
+            "an anode such as CuKa, MoKa, CoKa)"
+        )
+    peaks, result = index_scan(
+        pattern.two_theta, pattern.intensities, scan_wavelength, peak_settings, index_settings
+    )
+    return IndexedPattern(
+        pattern.source, "measured", peaks, result, pattern.two_theta, pattern.intensities
+    )
 
 
 def index_inputs(
@@ -209,18 +222,5 @@ def index_inputs(
                 f"input {number}: {type(item).__name__} is neither a path, a pattern nor "
                 "(2θ, intensities) arrays"
             )
-        scan_wavelength = pattern.wavelength if pattern.wavelength is not None else stated
-        if scan_wavelength is None:
-            raise XrdsymError(
-                f"{pattern.source}: no wavelength stated; give wavelength= (Å, or an anode "
-                "such as CuKa, MoKa, CoKa)"
-            )
-        peaks, result = index_scan(
-            pattern.two_theta, pattern.intensities, scan_wavelength, peak_settings, index_settings
-        )
-        indexed.append(
-            IndexedPattern(
-                pattern.source, "measured", peaks, result, pattern.two_theta, pattern.intensities
-            )
-        )
+        indexed.append(index_pattern(pattern, stated, peak_settings, index_settings))
     return indexed

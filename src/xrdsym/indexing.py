@@ -651,37 +651,31 @@ def _solve_trials(system: str, q_base: np.ndarray) -> np.ndarray:
     return trials
 
 
-def _positive_definite(g6s: np.ndarray) -> np.ndarray:
+def _determinants(g6s: np.ndarray) -> np.ndarray:
+    """det G* of each metric (rows of (A, B, C, D, E, F)), Å⁻⁶: 1 / V²."""
     a, b, c, d, e, f = g6s.T
-    minor2 = a * b - f * f / 4
-    det = (
+    return (
         a * (b * c - d * d / 4)
         - f / 2 * (f / 2 * c - d / 2 * e / 2)
         + e / 2 * (f / 2 * d / 2 - b * e / 2)
     )
-    return (a > 0) & (minor2 > 0) & (det > 0)
+
+
+def _positive_definite(g6s: np.ndarray) -> np.ndarray:
+    a, b, f = g6s[:, 0], g6s[:, 1], g6s[:, 5]
+    return (a > 0) & (a * b - f * f / 4 > 0) & (_determinants(g6s) > 0)
 
 
 def _shortest_edges(g6s: np.ndarray) -> np.ndarray:
     """Shortest of a, b, c (Å) of each metric (rows of (A, B, C, D, E, F))."""
     a, b, c, d, e, f = g6s.T
-    det = (
-        a * (b * c - d * d / 4)
-        - f / 2 * (f / 2 * c - d / 2 * e / 2)
-        + e / 2 * (f / 2 * d / 2 - b * e / 2)
-    )
-    squares = np.stack([b * c - d * d / 4, a * c - e * e / 4, a * b - f * f / 4]) / det
-    return np.sqrt(np.clip(squares.min(axis=0), 0, None))
+    squares = np.stack([b * c - d * d / 4, a * c - e * e / 4, a * b - f * f / 4])
+    return np.sqrt(np.clip((squares / _determinants(g6s)).min(axis=0), 0, None))
 
 
 def _volumes(g6s: np.ndarray) -> np.ndarray:
-    a, b, c, d, e, f = g6s.T
-    det = (
-        a * (b * c - d * d / 4)
-        - f / 2 * (f / 2 * c - d / 2 * e / 2)
-        + e / 2 * (f / 2 * d / 2 - b * e / 2)
-    )
-    return 1 / np.sqrt(np.maximum(det, 1e-300))
+    """Cell volume (Å³) of each metric."""
+    return 1 / np.sqrt(np.maximum(_determinants(g6s), 1e-300))
 
 
 def _triclinic_trials(q_base: np.ndarray, q_lines: np.ndarray) -> np.ndarray:
