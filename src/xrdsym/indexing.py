@@ -35,15 +35,15 @@ import itertools
 import math
 import time
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cache
-from numbers import Real
 from typing import Any
 
 import numba
 import numpy as np
 
-from xrdsym.errors import ParamsError, XrdsymError
+from xrdsym.errors import XrdsymError
+from xrdsym.settings import settings_from_params
 
 LATTICE_SYSTEMS = (
     "cubic",
@@ -107,6 +107,21 @@ MIN_SIGMA_DEG = 0.002
 better than the angle encoder's resolution."""
 
 
+# Settings that may be 0: it switches their part off (or keeps every line).
+ZERO_ALLOWED = frozenset(
+    {
+        "min_relative_intensity",
+        "zero_shift_deg",
+        "zero_step_deg",
+        "min_figure_of_merit",
+        "max_unindexed_share",
+        "symmetry_ratio",
+        "settled_figure_of_merit",
+        "metric_tolerance",
+    }
+)
+
+
 @dataclass(frozen=True)
 class IndexSettings:
     """How a pattern is indexed (params section ``index``; every angle in degrees 2θ).
@@ -161,29 +176,11 @@ class IndexSettings:
     metric_tolerance: float = 0.003
 
     @classmethod
-    def from_params(cls, section: dict[str, Any]) -> IndexSettings:
-        """Settings from a params section; a missing, unknown or invalid key raises
-        ParamsError naming it."""
-        names = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(section) - set(names))
-        if unknown:
-            raise ParamsError(f"params.yaml: unknown key 'index.{unknown[0]}'")
-        values = {}
-        for name, spec in names.items():
-            if name not in section:
-                raise ParamsError(f"params.yaml: missing key 'index.{name}'")
-            value = section[name]
-            integer = spec.type == "int"
-            ok = isinstance(value, Real) and not isinstance(value, bool) and value >= 0
-            if integer:
-                ok = ok and float(value).is_integer()
-            if not ok:
-                kind = "a whole number" if integer else "a number"
-                raise ParamsError(
-                    f"params.yaml: index.{name}={value!r} is invalid: must be {kind} >= 0"
-                )
-            values[name] = int(value) if integer else float(value)
-        return cls(**values)
+    def from_params(cls, section: dict[str, Any] | None) -> IndexSettings:
+        """Settings from a params section (missing keys keep their defaults); an unknown
+        key or a bad value raises ParamsError naming it. The shares, zero shifts and
+        thresholds may be 0 (off)."""
+        return settings_from_params(cls, section, "index", zero_allowed=ZERO_ALLOWED)
 
 
 @dataclass(frozen=True)

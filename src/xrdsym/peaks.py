@@ -18,14 +18,15 @@ reflection gives one Kα1 position, with its uncertainty from the fit's covarian
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
-from xrdsym.errors import ParamsError, XrdsymError
+from xrdsym.errors import XrdsymError
 from xrdsym.preprocessing import snip_backgrounds
+from xrdsym.settings import settings_from_params
 from xrdsym.wavelengths import WAVELENGTHS, kalpha2_ratio, nearest_anode
 
 # Gaussian FWHM / σ.
@@ -165,31 +166,7 @@ class PeakSettings:
     def from_params(cls, section: dict[str, Any] | None) -> PeakSettings:
         """Settings from a params section whose keys are named like the fields (missing keys
         keep their defaults); an unknown key or a bad value raises ParamsError naming it."""
-        if section is None:
-            return cls()
-        if not isinstance(section, dict):
-            raise ParamsError(f"peaks: expected a mapping of settings, got {section!r}")
-        known = {field.name: field for field in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in section.items():
-            if key not in known:
-                raise ParamsError(f"peaks.{key}: unknown key (known: {', '.join(known)})")
-            values[key] = _checked(key, value, known[key].type == "int")
-        return cls(**values)
-
-
-def _checked(key: str, value: Any, integer: bool) -> float | int:
-    """``value`` as a positive int (``integer``) or a finite non-negative float, else a
-    ParamsError naming ``peaks.key``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParamsError(f"peaks.{key}: expected a number, got {value!r}")
-    if integer:
-        if not isinstance(value, int) or value < 1:
-            raise ParamsError(f"peaks.{key}: expected a positive integer, got {value!r}")
-        return value
-    if not math.isfinite(value) or value < 0 or (value == 0 and key != "min_relative_height"):
-        raise ParamsError(f"peaks.{key}: expected a positive number, got {value!r}")
-    return float(value)
+        return settings_from_params(cls, section, "peaks", zero_allowed={"min_relative_height"})
 
 
 @dataclass(frozen=True)
