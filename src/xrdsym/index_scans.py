@@ -174,14 +174,12 @@ def index_pattern(
 ) -> IndexedPattern:
     """A measured pattern indexed at its own wavelength, else ``wavelength`` (Å); without
     either, XrdsymError naming the pattern and ``option``, the way to give one."""
-    scan_wavelength = pattern.wavelength if pattern.wavelength is not None else wavelength
-    if scan_wavelength is None:
-        raise XrdsymError(
-            f"{pattern.source}: the file does not state its wavelength; give {option} (Å, or "
-            "an anode such as CuKa, MoKa, CoKa)"
-        )
     peaks, result = index_scan(
-        pattern.two_theta, pattern.intensities, scan_wavelength, peak_settings, index_settings
+        pattern.two_theta,
+        pattern.intensities,
+        pattern.wavelength_or(wavelength, option),
+        peak_settings,
+        index_settings,
     )
     return IndexedPattern(
         pattern.source, "measured", peaks, result, pattern.two_theta, pattern.intensities

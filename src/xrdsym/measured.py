@@ -121,6 +121,18 @@ class MeasuredPattern:
     wavelength: float | None
     source: str
 
+    def wavelength_or(self, given: float | None, option: str = "--wavelength") -> float:
+        """The wavelength (Å) the file states, else ``given``; with neither, XrdsymError
+        naming the pattern and ``option``, the way to give one."""
+        if self.wavelength is not None:
+            return self.wavelength
+        if given is None:
+            raise XrdsymError(
+                f"{self.source}: the file does not state its wavelength; give {option} (Å, or "
+                "an anode such as CuKa, MoKa, CoKa)"
+            )
+        return given
+
 
 class NoPowderData(XrdsymError):
     """A CIF that parses but holds no powder data (only structures, say)."""

@@ -347,12 +347,7 @@ def prepare_measured(
 
     ``wavelength`` (Å) is used when the file does not state its own.
     """
-    source_wavelength = pattern.wavelength if pattern.wavelength is not None else wavelength
-    if source_wavelength is None:
-        raise XrdsymError(
-            f"{pattern.source}: the file does not state its wavelength; give --wavelength "
-            "(Å, or an anode such as CuKa, MoKa, CoKa)"
-        )
+    source_wavelength = pattern.wavelength_or(wavelength)
     two_theta, inside = convert_wavelength(
         pattern.two_theta, source_wavelength, classifier_wavelength
     )
