@@ -43,7 +43,7 @@ from xrdsym.augmentation import AugmentSettings, augment_patterns
 from xrdsym.config import load_params
 from xrdsym.diffraction import PeakTable, TwoThetaGrid
 from xrdsym.errors import XrdsymError
-from xrdsym.index_scans import index_file, index_scan
+from xrdsym.index_scans import index_file, index_scan, search_settings
 from xrdsym.indexing import (
     CRYSTAL_SYSTEM_OF_LATTICE,
     LATTICE_SYSTEMS,
@@ -158,8 +158,7 @@ def simulated(args: argparse.Namespace, params: dict) -> dict[str, Any]:
         table, test["index"].to_numpy(), grid, wavelength, augment, np.random.default_rng(SEED)
     )
     items = [(i, row.astype(float), wavelength) for i, row in zip(test["id"], made, strict=True)]
-    peak_settings = PeakSettings.from_params(params.get("peaks"))
-    index_settings = IndexSettings.from_params(params["index"])
+    peak_settings, index_settings = search_settings(params.get("peaks"), params["index"])
     work = partial(
         _index_simulated,
         two_theta=grid.values,
@@ -296,8 +295,7 @@ def _index_measured(path: Path, peak_settings, index_settings) -> list[dict[str,
 
 
 def measured(args: argparse.Namespace, params: dict) -> dict[str, Any]:
-    peak_settings = PeakSettings.from_params(params.get("peaks"))
-    index_settings = IndexSettings.from_params(params["index"])
+    peak_settings, index_settings = search_settings(params.get("peaks"), params["index"])
     results = {}
     for folder in sorted(p.parent for p in args.sets.rglob(LABELS_FILE)):
         labels = _labels(folder)

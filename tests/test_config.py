@@ -5,12 +5,13 @@ import yaml
 
 from xrdsym.config import load_params, stage_params, validate
 from xrdsym.errors import ParamsError
-from xrdsym.stages import download, evaluate, images, patterns, synthesize, train
+from xrdsym.stages import download, evaluate, images, index, patterns, synthesize, train
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = {
     "download": download,
     "patterns": patterns,
+    "index": index,
     "synthesize": synthesize,
     "images": images,
     "train": train,

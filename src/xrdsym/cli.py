@@ -58,6 +58,15 @@ def _synthesize(args: argparse.Namespace) -> None:
         synthesize.run(params, args.structures, args.patterns, args.out, args.metrics)
 
 
+def _index_patterns(args: argparse.Namespace) -> None:
+    from xrdsym.parallel import dask_scheduler
+    from xrdsym.stages import index
+
+    params = _params(args, index.PARAMS)
+    with dask_scheduler(params["dask_scheduler"], params["n_jobs"]):
+        index.run(params, args.patterns, args.out, args.metrics)
+
+
 def _images(args: argparse.Namespace) -> None:
     from xrdsym.stages import images
 
@@ -68,14 +77,22 @@ def _train(args: argparse.Namespace) -> None:
     from xrdsym.stages import train
 
     params = _params(args, train.PARAMS)
-    train.run(params, args.images, args.patterns, args.synthetic, args.out, args.live)
+    train.run(params, args.images, args.patterns, args.synthetic, args.out, args.live, args.index)
+
+
+def _combine(args: argparse.Namespace) -> None:
+    from xrdsym.stages.train import combine_existing
+
+    combine_existing(args.model, args.patterns, args.index, args.out)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     from xrdsym.stages import evaluate
 
     params = _params(args, evaluate.PARAMS)
-    evaluate.run(params, args.model, args.images, args.patterns, args.metrics, args.plots)
+    evaluate.run(
+        params, args.model, args.images, args.patterns, args.metrics, args.plots, args.index
+    )
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -83,6 +100,7 @@ def _predict(args: argparse.Namespace) -> int:
     from xrdsym.inference import SPACE_GROUP_HEAD
     from xrdsym.measured import parse_wavelength
     from xrdsym.prediction import (
+        NO_COMBINER_NOTE,
         check_options,
         classify,
         find_inputs,
@@ -134,6 +152,8 @@ def _predict(args: argparse.Namespace) -> int:
         f"model: {model_dir} ({origin}), {meta['model']}, run by {classifier.engine}",
         file=sys.stderr,
     )
+    if classifier.combiner is None:
+        print(f"note: {NO_COMBINER_NOTE}", file=sys.stderr)
     predictions = classify(classifier, reading.prepared, args.top_k)
     # What the classes are: crystal systems, or space-group numbers.
     target = meta.get("target", "crystal_system")
@@ -199,7 +219,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _index(args: argparse.Namespace) -> int:
     """Exit status 1 if any file failed (the others are still indexed)."""
-    from xrdsym.index_scans import index_file
+    from xrdsym.index_scans import index_file, search_settings
     from xrdsym.indexing import IndexSettings
     from xrdsym.measured import parse_wavelength
     from xrdsym.peaks import PeakSettings
@@ -211,8 +231,7 @@ def _index(args: argparse.Namespace) -> int:
         from xrdsym.config import load_params
 
         params = load_params(args.params)
-        peak_settings = PeakSettings.from_params(params.get("peaks"))
-        index_settings = IndexSettings.from_params(params.get("index", {}))
+        peak_settings, index_settings = search_settings(params.get("peaks"), params.get("index"))
     if args.all_systems:
         index_settings = replace(index_settings, settled_figure_of_merit=0.0)
     if args.time_budget is not None:
@@ -305,19 +324,46 @@ def _index_table(pattern) -> str:
     return "\n".join(lines)
 
 
+# The cell parameters the table shows for each lattice system (the others follow from them).
+_CELL_SHOWN = {
+    "cubic": ("a",),
+    "hexagonal": ("a", "c"),
+    "rhombohedral": ("a", "c"),
+    "tetragonal": ("a", "c"),
+    "orthorhombic": ("a", "b", "c"),
+    "monoclinic": ("a", "b", "c", "beta"),
+    "triclinic": ("a", "b", "c", "alpha", "beta", "gamma"),
+}
+
+
+def _lattice_text(row: dict) -> str:
+    """The indexed cell of a `predict` row in a few words, or why there is none."""
+    if row["lattice_system"] is None:
+        return f"not indexed ({row['n_peaks']} peaks)"
+    system, merit = row["lattice_system"], row["figures_of_merit"]
+    cell = " ".join(
+        f"{key}={row['cell'][key]:.{2 if key in ('alpha', 'beta', 'gamma') else 4}f}"
+        for key in _CELL_SHOWN[system]
+    )
+    return f"{system} {row['centring']} {cell} M({merit['lines_used']})={merit['M']:.0f}"
+
+
 def _prediction_table(rows: list[dict], target: str) -> str:
     lines = []
+    indexes = any("lattice_system" in row for row in rows)
     for row in rows:
         ranked = "  ".join(
             f"{item[target]} {item['probability']:.2f}" for item in row["predictions"]
         )
         answer = f"uncertain: {ranked}" if row["uncertain"] else ranked
         if row["no_peaks"]:
-            answer = f"no peaks: {answer}"
+            answer = "none: no peak stands out of the noise"
         if "space_groups" in row:
             answer += "\tspace group " + "  ".join(
                 f"{item['space_group']} {item['probability']:.2f}" for item in row["space_groups"]
             )
+        if indexes:
+            answer += "\t" + _lattice_text(row)
         lines.append(
             f"{row['source']}\t{row['kind']}\t{row['wavelength_angstrom']:.4f} Å\t"
             f"{row['covered_fraction']:.0%}\t{answer}"
@@ -326,6 +372,8 @@ def _prediction_table(rows: list[dict], target: str) -> str:
     header = f"file\tkind\twavelength\tcovered\t{what} (calibrated probability)"
     if any("space_groups" in row for row in rows):
         header += "\tspace group (head besides)"
+    if indexes:
+        header += "\tlattice (indexed cell, Å and degrees; de Wolff M(N))"
     return "\n".join([header, *lines])
 
 
@@ -418,6 +466,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", type=Path, default=Path("data/synthetic"))
     sub.add_argument("--metrics", type=Path, default=Path("metrics/synthesize.json"))
 
+    sub = stage(
+        "index-patterns",
+        "find the peaks and index the validation and test patterns, measured once",
+        _index_patterns,
+    )
+    sub.add_argument("--patterns", type=Path, default=Path("data/patterns"))
+    sub.add_argument("--out", type=Path, default=Path("data/index"))
+    sub.add_argument("--metrics", type=Path, default=Path("metrics/index.json"))
+
     sub = stage("images", "draw a square image of every pattern", _images)
     sub.add_argument("--patterns", type=Path, default=Path("data/patterns"))
     sub.add_argument("--out", type=Path, default=Path("data/images"))
@@ -433,6 +490,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--out", type=Path, default=Path("models"))
     sub.add_argument("--live", type=Path, default=Path("metrics/train"), help="DVCLive folder")
+    sub.add_argument(
+        "--index",
+        type=Path,
+        default=Path("data/index"),
+        help="the index stage's output (read with train.combine)",
+    )
+
+    sub = stage(
+        "combine",
+        "fit the combiner of network and indexing for a trained network (no retraining)",
+        _combine,
+        reads_params=False,
+    )
+    sub.add_argument("--model", type=Path, required=True, help="the trained model directory")
+    sub.add_argument(
+        "--patterns", type=Path, default=Path("data/patterns"), help="the store it was trained on"
+    )
+    sub.add_argument("--index", type=Path, default=Path("data/index"), help="its index stage")
+    sub.add_argument("--out", type=Path, required=True, help="where the combined model goes")
 
     sub = stage("evaluate", "score the model on the test split and the extra sets", _evaluate)
     sub.add_argument("--model", type=Path, default=Path("models"))
@@ -440,6 +516,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--patterns", type=Path, default=Path("data/patterns"))
     sub.add_argument("--metrics", type=Path, default=Path("metrics/metrics.json"))
     sub.add_argument("--plots", type=Path, default=Path("plots/evaluate"))
+    sub.add_argument(
+        "--index",
+        type=Path,
+        default=None,
+        help="the index stage's output: also score network, indexing and combination on the "
+        "test split measured once",
+    )
 
     sub = commands.add_parser(
         "predict",

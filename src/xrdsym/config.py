@@ -69,13 +69,22 @@ def load_params(path: str | Path) -> dict[str, Any]:
 
 
 def stage_params(params: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
-    """The subset of ``params`` a stage declared, validated; a missing key is a ParamsError."""
-    selected = {}
+    """The subset of ``params`` a stage declared, validated; a missing key is a ParamsError.
+    A dotted key (``train.augment``) selects one part of a section, as DVC's params do."""
+    selected: dict[str, Any] = {}
+    parts = []
     for key in keys:
-        if key not in params:
+        section, _, part = key.partition(".")
+        if section not in params or (part and part not in (params[section] or {})):
             raise ParamsError(f"params.yaml: missing key '{key}'")
-        selected[key] = params[key]
-    validate(selected)
+        if part:
+            selected.setdefault(section, {})[part] = params[section][part]
+            parts.append(key)
+        else:
+            selected[key] = params[key]
+    validate({k: v for k, v in selected.items() if not any(p.startswith(k + ".") for p in parts)})
+    for key in parts:
+        _PART_CHECKS[key](selected[key.partition(".")[0]][key.partition(".")[2]])
     return selected
 
 
@@ -281,6 +290,8 @@ def _train(section: dict[str, Any]) -> None:
         raise _fail("train.space_group_head", section["space_group_head"], "must be true or false")
     _number("train.space_group_loss_weight", section["space_group_loss_weight"], minimum=0)
     _integer("train.ensemble", section["ensemble"], minimum=1)
+    if not isinstance(section["combine"], bool):
+        raise _fail("train.combine", section["combine"], "must be true or false")
     _choice("train.data", section["data"], TRAINING_DATA)
     _integer("train.augment.workers", section["augment"]["workers"], minimum=1)
     AugmentSettings.from_params(section["augment"])
@@ -334,6 +345,12 @@ _SECTION_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "images": _images,
     "train": _train,
     "evaluate": _evaluate,
+}
+
+
+# Checks of the section parts a stage may declare alone (see stage_params).
+_PART_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "train.augment": AugmentSettings.from_params,
 }
 
 

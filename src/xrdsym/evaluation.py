@@ -16,10 +16,10 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from xrdsym.augmentation import AugmentSettings, PeakReflections, augment_patterns
+from xrdsym.augmentation import AugmentSettings, PeakReflections
 from xrdsym.diffraction import PeakTable, TwoThetaGrid
 from xrdsym.errors import ParamsError
-from xrdsym.inputs import inputs_made_once
+from xrdsym.inputs import measured_once
 
 # FWHM of a Gaussian over its standard deviation: 2 √(2 ln 2).
 FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))
@@ -72,6 +72,70 @@ def classification_metrics(
             for i, name in enumerate(classes)
         },
     }
+
+
+def brief_scores(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1 and per-class F1 (see :func:`classification_metrics`); a prediction
+    of -1 (no answer) counts as wrong."""
+    metrics = classification_metrics(y_true, y_pred, classes)
+    return {
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "per_class_f1": {name: row["f1"] for name, row in metrics["per_class"].items()},
+    }
+
+
+# The lattice systems a crystal system's crystals have: a trigonal crystal's is rhombohedral
+# (R) or hexagonal (P, as quartz's).
+LATTICE_SYSTEMS_OF_CRYSTAL_SYSTEM = {
+    "cubic": ("cubic",),
+    "hexagonal": ("hexagonal",),
+    "trigonal": ("hexagonal", "rhombohedral"),
+    "tetragonal": ("tetragonal",),
+    "orthorhombic": ("orthorhombic",),
+    "monoclinic": ("monoclinic",),
+    "triclinic": ("triclinic",),
+}
+
+
+def lattice_system_right(
+    predicted_crystal_systems: Sequence[str | None], true_lattice_systems: Sequence[str]
+) -> np.ndarray:
+    """Whether each answer names the crystal's lattice system: a crystal system is right when
+    the true lattice system is one of its crystals' (so hexagonal and trigonal are both right
+    for a hexagonal lattice, which powder positions cannot split, and only trigonal for a
+    rhombohedral one); no answer (None) is wrong."""
+    return np.array(
+        [
+            predicted is not None and truth in LATTICE_SYSTEMS_OF_CRYSTAL_SYSTEM[predicted]
+            for predicted, truth in zip(
+                predicted_crystal_systems, true_lattice_systems, strict=True
+            )
+        ],
+        dtype=bool,
+    )
+
+
+def ceiling_answers(
+    oracle_lattice_systems: Sequence[str], true_crystal_systems: Sequence[str]
+) -> tuple[list[str], str]:
+    """The metric oracle's crystal systems: each lattice system's (rhombohedral is trigonal),
+    a hexagonal lattice read as whichever of hexagonal and trigonal is right more often on
+    these patterns (the oracle's best reading of a lattice both share); and that choice."""
+    from xrdsym.indexing import CRYSTAL_SYSTEM_OF_LATTICE
+
+    truth = np.asarray(true_crystal_systems)
+    hexagonal = np.asarray(oracle_lattice_systems) == "hexagonal"
+    reading = (
+        "trigonal"
+        if np.sum(truth[hexagonal] == "trigonal") > np.sum(truth[hexagonal] == "hexagonal")
+        else "hexagonal"
+    )
+    answers = [
+        reading if system == "hexagonal" else CRYSTAL_SYSTEM_OF_LATTICE[system]
+        for system in oracle_lattice_systems
+    ]
+    return answers, reading
 
 
 def top_k_accuracy(probabilities: np.ndarray, y_true: np.ndarray, k: int) -> float:
@@ -146,19 +210,9 @@ def condition_patterns(
     settings: AugmentSettings,
     reflections: PeakReflections | None = None,
 ) -> np.ndarray:
-    """Every structure of ``table`` measured under ``settings``: len(table) x grid.size
-    float32 in [0, 1], re-simulated from its peaks by :func:`augment_patterns` in chunks with
-    draws from CONDITION_SEED (the same patterns every run).
-
-    ``reflections``: every reflection of ``table``'s peaks (``peak_reflections``), needed for
-    texture; given here, they are found once rather than for every chunk."""
-    return inputs_made_once(
-        lambda positions, rng: augment_patterns(
-            table, positions, grid, wavelength_angstrom, settings, rng, reflections
-        ),
-        len(table),
-        (CONDITION_SEED,),
-    )
+    """Every structure of ``table`` measured under ``settings``: :func:`measured_once` with
+    draws from CONDITION_SEED (the same patterns every run)."""
+    return measured_once(table, grid, wavelength_angstrom, settings, (CONDITION_SEED,), reflections)
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:

@@ -39,6 +39,9 @@ hides them."""
 DEFAULT_STRUCTURE_WAVELENGTH = "CuKa1"
 """Radiation a CIF structure is simulated with when none is given."""
 
+STAGE_KEYS = ("per_split", "chunk_size")
+"""Keys of params.yaml's ``index`` section that are the index stage's own, not the search's."""
+
 
 @dataclass(frozen=True)
 class IndexedPattern:
@@ -74,6 +77,15 @@ class IndexedPattern:
         return record
 
 
+def search_settings(
+    peaks_section: dict[str, Any] | None, index_section: dict[str, Any] | None
+) -> tuple[PeakSettings, IndexSettings]:
+    """The peak finder's and the lattice search's settings from params.yaml's ``peaks`` and
+    ``index`` sections (the index stage's own keys, STAGE_KEYS, left aside)."""
+    search = {k: v for k, v in (index_section or {}).items() if k not in STAGE_KEYS}
+    return PeakSettings.from_params(peaks_section), IndexSettings.from_params(search)
+
+
 def index_scan(
     two_theta_deg: np.ndarray,
     intensities: np.ndarray,
@@ -84,6 +96,27 @@ def index_scan(
     """Peaks of a scan (2θ in degrees, intensities, wavelength in Å) and their indexing."""
     peaks = find_peaks(two_theta_deg, intensities, wavelength, peak_settings)
     return peaks, index_peaks(peaks, index_settings)
+
+
+def index_measured_part(
+    two_theta_deg: np.ndarray,
+    intensities: np.ndarray,
+    wavelength: float,
+    peak_settings: PeakSettings | None = None,
+    index_settings: IndexSettings | None = None,
+) -> tuple[PeakList, IndexResult]:
+    """:func:`index_scan` of a pattern on a grid that a scan covers only in part (zeros
+    outside, as a truncated scan on a model's grid): of the part from its first to its last
+    point above 0."""
+    measured = np.flatnonzero(np.asarray(intensities) > 0)
+    first, last = (measured[0], measured[-1] + 1) if len(measured) else (0, len(intensities))
+    return index_scan(
+        np.asarray(two_theta_deg[first:last], dtype=np.float64),
+        np.asarray(intensities[first:last], dtype=np.float64),
+        wavelength,
+        peak_settings,
+        index_settings,
+    )
 
 
 def index_peaks(peaks: PeakList, settings: IndexSettings | None = None) -> IndexResult:

@@ -28,6 +28,12 @@ from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, PEAKS_FILE
 # Patterns per augment_patterns call when a whole split is made at once: bounds the memory of
 # its float64 intermediates (a few of chunk x points each).
 AUGMENT_CHUNK = 256
+# Streams (with params seed) of each split's one measurement-like version: the validation
+# split the network is calibrated and the combiner fitted on, the test split it is scored on
+# with the indexing, the training patterns the index stage samples. Far above any epoch
+# number, so that they are never the streams of a training batch (seeded by seed, epoch,
+# batch).
+MEASUREMENT_STREAMS = {"val": 2**31, "test": 2**31 + 1, "train": 2**31 + 2}
 
 
 def _split_rows(
@@ -68,6 +74,13 @@ def read_split_labels(
         PRIMARY_HEAD: labels,
         SPACE_GROUP_HEAD: chosen["space_group"].astype(str).map(index).to_numpy(int),
     }
+
+
+def read_split_ids(
+    patterns_dir: Path, split: str, classes: Sequence[str], *, target: str = "crystal_system"
+) -> list[str]:
+    """Ids of one split's patterns, in the order of :func:`read_pattern_split`."""
+    return _split_rows(patterns_dir, split, classes, target)["id"].tolist()
 
 
 def read_pattern_split(
@@ -203,3 +216,26 @@ def inputs_made_once(
         for k, start in enumerate(range(0, n, AUGMENT_CHUNK))
     ]
     return np.concatenate(chunks)
+
+
+def measured_once(
+    table: PeakTable,
+    grid: TwoThetaGrid,
+    wavelength_angstrom: float,
+    settings: AugmentSettings,
+    seed: Sequence[int],
+    reflections: PeakReflections | None = None,
+) -> np.ndarray:
+    """Every structure of ``table`` measured once under ``settings``: len(table) x grid.size
+    float32 in [0, 1], re-simulated from its peaks by :func:`augment_patterns` with the draws
+    of :func:`inputs_made_once` from ``seed`` (the same patterns every time).
+
+    ``reflections``: every reflection of ``table``'s peaks (``peak_reflections``), needed for
+    texture; given here, they are found once rather than for every chunk."""
+    return inputs_made_once(
+        lambda positions, rng: augment_patterns(
+            table, positions, grid, wavelength_angstrom, settings, rng, reflections
+        ),
+        len(table),
+        seed,
+    )

@@ -85,13 +85,18 @@ def plot_calibration(reliability: pd.DataFrame, coverage: pd.DataFrame, path: st
     _save(figure, path)
 
 
-def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | Path) -> None:
+def plot_confusion(
+    matrix: np.ndarray,
+    classes: Sequence[str],
+    path: str | Path,
+    title: str = "Confusion matrix (test split)",
+) -> None:
     """Confusion matrix with counts (rows: true crystal system, columns: predicted)."""
     figure, axes = plt.subplots(figsize=(7, 6))
     ConfusionMatrixDisplay(matrix, display_labels=list(classes)).plot(
         ax=axes, cmap="Blues", xticks_rotation=40, colorbar=False
     )
-    axes.set_title("Confusion matrix (test split)")
+    axes.set_title(title)
     _save(figure, path)
 
 

@@ -83,6 +83,9 @@ class Classifier:
     models: list[Any]
     meta: dict[str, Any]
     directory: Path
+    # The combiner of the network and the indexing (xrdsym.hybrid.Combiner), for a model
+    # trained with train.combine; None for one without.
+    combiner: Any = None
 
     @property
     def classes(self) -> list[str]:
@@ -309,7 +312,18 @@ def load_classifier(model_dir: Path, engine: str = "auto") -> Classifier:
             raise XrdsymError(
                 f"{model_dir / member['model']}: cannot load the model ({exc.__class__.__name__})"
             ) from exc
-    return Classifier(models, meta, model_dir)
+    combiner = None
+    if "combiner" in meta:
+        from xrdsym.hybrid import Combiner
+
+        try:
+            combiner = Combiner.load(model_dir, meta["combiner"], meta["classes"])
+        except Exception as exc:  # unpickling fails in many ways for a missing or corrupt file
+            raise XrdsymError(
+                f"{model_dir / meta['combiner']['file']}: cannot load the combiner "
+                f"({exc.__class__.__name__})"
+            ) from exc
+    return Classifier(models, meta, model_dir, combiner)
 
 
 def convert_wavelength(
@@ -325,14 +339,35 @@ def convert_wavelength(
 @dataclass(frozen=True)
 class Prepared:
     """A pattern ready for the model: intensities on its grid in [0, 1], the wavelength (Å)
-    the input was taken at, the fraction of the model's 2θ range it covers, and the input
-    transform the model is to apply to it."""
+    the input was taken at, the fraction of the model's 2θ range it covers, the input
+    transform the model is to apply to it, and, for a model with a combiner, the peaks and
+    indexing of the scan (an :class:`~xrdsym.index_scans.IndexedPattern`)."""
 
     intensities: np.ndarray
     wavelength: float
     covered_fraction: float
     settings: InputSettings
     peak_significance: float | None = None
+    indexed: Any = None
+
+
+def with_indexing(
+    ready: Prepared, two_theta: np.ndarray, intensities: np.ndarray, meta: dict[str, Any]
+) -> Prepared:
+    """``ready`` with the peaks and indexing of its scan (2θ in degrees at ``ready``'s
+    wavelength, intensities; where the intensities are 0 at either end, not measured), found
+    with the settings of the model's combiner, as the index stage found them for the
+    patterns it was fitted on; ``ready`` itself for a model without a combiner."""
+    record = meta.get("combiner")
+    if record is None:
+        return ready
+    from xrdsym.index_scans import IndexedPattern, index_measured_part, search_settings
+
+    peak_settings, index_settings = search_settings(record["peaks"], record["index"])
+    peaks, result = index_measured_part(
+        two_theta, intensities, ready.wavelength, peak_settings, index_settings
+    )
+    return replace(ready, indexed=IndexedPattern("", "", peaks, result))
 
 
 def prepare_measured(
@@ -389,7 +424,8 @@ def prepare_structure(structure: Any, meta: dict[str, Any]) -> Prepared:
         settings.get("simulator", DEFAULT_SIMULATOR),
     )
     wavelength = parse_wavelength(settings["wavelength"])
-    return Prepared(intensities, wavelength, 1.0, model_input_settings(meta))
+    ready = Prepared(intensities, wavelength, 1.0, model_input_settings(meta))
+    return with_indexing(ready, model_grid(meta).values, intensities, meta)
 
 
 def top_k(probabilities: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
@@ -403,9 +439,11 @@ class Prediction:
     """The answer for one pattern: where it came from, whether it was measured or simulated
     from a structure, the wavelength (Å) it was taken at, the covered fraction of the model's
     range, the top classes, every class's calibrated probability, the pattern the model saw,
-    the top space groups of a model with a space-group head besides (else empty), and for a
+    the top space groups of a model with a space-group head besides (else empty), for a
     measured scan its peak significance (see :func:`~xrdsym.preprocessing.peak_significance`;
-    None for a structure)."""
+    None for a structure), and for a model with a combiner the peaks and indexing of the scan
+    (an :class:`~xrdsym.index_scans.IndexedPattern`) and the network's own top classes (the
+    top classes are then the combination's)."""
 
     source: str
     kind: str
@@ -416,14 +454,25 @@ class Prediction:
     intensities: np.ndarray
     space_groups: list[tuple[str, float]] = field(default_factory=list)
     peak_significance: float | None = None
+    indexed: Any = None
+    network_top: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def no_peaks(self) -> bool:
-        """A measured scan in which no peak stands out of the noise: its answer says nothing
-        about a crystalline phase."""
+        """A scan in which no peak stands out of the noise (none found, for a model that
+        indexes; else a measured scan whose strongest point is under MIN_PEAK_SIGNIFICANCE):
+        it says nothing about a crystalline phase, and gets no crystal system."""
+        if self.indexed is not None:
+            return len(self.indexed.peaks) == 0
         return self.peak_significance is not None and self.peak_significance < (
             MIN_PEAK_SIGNIFICANCE
         )
+
+    @property
+    def unindexed(self) -> bool:
+        """A model that indexes found no cell for the scan: the answer rests on the network
+        and on what the failed search says."""
+        return self.indexed is not None and self.indexed.result.best is None
 
     @property
     def confidence(self) -> float:
@@ -435,18 +484,35 @@ class Prediction:
         """The most probable class."""
         return self.top[0][0]
 
+    def crystal_system(self, target: str = "crystal_system") -> str | None:
+        """The most probable crystal system (for a space-group model, the one its most
+        probable space group implies); None for a scan without peaks."""
+        if self.no_peaks:
+            return None
+        if target == "crystal_system":
+            return self.answer
+        from xrdsym.symmetry import crystal_system_of_space_group
+
+        return crystal_system_of_space_group(int(self.answer))
+
     def row(self, target: str = "crystal_system", min_confidence: float = 0.0) -> dict[str, Any]:
         """The prediction as ``xrdsym predict --json`` writes it: source, kind, wavelength (Å),
-        covered fraction, whether it is uncertain (top probability below ``min_confidence``),
-        the peak significance and the no-peaks flag, the top classes (named by ``target``)
-        with their calibrated probabilities and, for a model with a space-group head besides,
-        the top space groups; numbers rounded for reading."""
+        covered fraction, the crystal system (null for a scan without peaks, with the reason),
+        whether it is uncertain (top probability below ``min_confidence``, or no peaks), the
+        peak significance and the no-peaks flag, the top classes (named by ``target``) with
+        their calibrated probabilities and, for a model with a space-group head besides, the
+        top space groups; for a model that indexes, the lattice system, cell, zero shift and
+        figures of merit as ``xrdsym index`` writes them, the peaks found, why no cell was
+        found, and the network's own top classes; numbers rounded for reading."""
+        system = self.crystal_system(target)
         row = {
             "source": self.source,
             "kind": self.kind,
             "wavelength_angstrom": round(self.wavelength, 6),
             "covered_fraction": round(self.covered_fraction, 4),
-            "uncertain": self.confidence < min_confidence,
+            "crystal_system": system,
+            "reason": NO_PEAKS_REASON if self.no_peaks else None,
+            "uncertain": self.no_peaks or self.confidence < min_confidence,
             "peak_significance": (
                 None if self.peak_significance is None else round(self.peak_significance, 1)
             ),
@@ -461,7 +527,24 @@ class Prediction:
                 {"space_group": name, "probability": round(prob, 4)}
                 for name, prob in self.space_groups
             ]
+        if self.indexed is not None:
+            indexing = self.indexed.result.to_dict()
+            row |= {key: indexing[key] for key in INDEXING_FIELDS}
+            row["n_peaks"] = len(self.indexed.peaks)
+            row["indexing_reason"] = indexing["reason"]
+            row["network_predictions"] = [
+                {target: name, "probability": round(prob, 4)} for name, prob in self.network_top
+            ]
         return row
+
+
+# What a row of `predict --json` shows of the indexing, named as `xrdsym index --json` names it.
+INDEXING_FIELDS = ("lattice_system", "centring", "cell", "zero_shift_deg", "figures_of_merit")
+NO_PEAKS_REASON = "no peak stands out of the noise: not a crystalline pattern"
+NO_COMBINER_NOTE = (
+    "the model has no combiner (trained before train.combine): crystal systems from the "
+    "network alone, no indexing shown"
+)
 
 
 def prediction_warnings(prediction: Prediction, grid: TwoThetaGrid, wavelength: float) -> list[str]:
@@ -475,11 +558,16 @@ def prediction_warnings(prediction: Prediction, grid: TwoThetaGrid, wavelength: 
             f"model's 2θ range {grid.start:g}-{grid.stop:g} degrees at "
             f"{wavelength:.4f} Å; the rest is treated as no peaks"
         )
-    if prediction.no_peaks:
+    if prediction.no_peaks and prediction.indexed is not None:
+        lines.append(
+            f"{prediction.source}: {NO_PEAKS_REASON} (amorphous, or an empty scan); no "
+            "crystal system given"
+        )
+    elif prediction.no_peaks:
         lines.append(
             f"{prediction.source}: no peak stands out of the noise (strongest "
             f"{prediction.peak_significance:.1f} σ above the background, under "
-            f"{MIN_PEAK_SIGNIFICANCE:g}): the answer says nothing about a crystalline phase"
+            f"{MIN_PEAK_SIGNIFICANCE:g}): no crystal system given"
         )
     return lines
 
@@ -552,13 +640,14 @@ def prepare_pattern(
     """A measured pattern ready for the model described by ``meta`` (see
     :func:`prepare_measured`); ``wavelength`` (Å) is used when the pattern states none,
     ``background`` and ``smooth`` as in :func:`prepare_file`."""
-    return prepare_measured(
+    ready = prepare_measured(
         pattern,
         wavelength,
         model_wavelength(meta),
         model_grid(meta),
         measured_settings(meta, background, smooth),
     )
+    return with_indexing(ready, pattern.two_theta, pattern.intensities, meta)
 
 
 @dataclass
@@ -649,7 +738,8 @@ def classify(
     classifier: Classifier, prepared: list[tuple[str, str, Prepared]], k: int
 ) -> list[Prediction]:
     """The top ``k`` classes and all probabilities of every prepared pattern, each read
-    through the input transform it was prepared for."""
+    through the input transform it was prepared for; for a model with a combiner, those of
+    the network and the indexing combined (the network's own top classes beside)."""
     predictions = []
     for start in range(0, len(prepared), PREDICT_BATCH * 16):
         batch = prepared[start : start + PREDICT_BATCH * 16]
@@ -659,9 +749,11 @@ def classify(
             patterns = np.stack([batch[i][2].intensities for i in rows])
             inputs[rows] = classifier.inputs(patterns, settings)
         heads = classifier.calibrated_heads(inputs)
+        network = heads[PRIMARY_HEAD]
+        answers = combined_probabilities(classifier, network, [ready for _, _, ready in batch])
         space_groups = classifier.heads.get(SPACE_GROUP_HEAD)
         for i, (source, kind, ready) in enumerate(batch):
-            row = heads[PRIMARY_HEAD][i]
+            row = answers[i]
             predictions.append(
                 Prediction(
                     source,
@@ -673,9 +765,33 @@ def classify(
                     inputs[i],
                     top_k(heads[SPACE_GROUP_HEAD][i], space_groups, k) if space_groups else [],
                     ready.peak_significance,
+                    ready.indexed,
+                    top_k(network[i], classifier.classes, k) if ready.indexed is not None else [],
                 )
             )
     return predictions
+
+
+def combined_probabilities(
+    classifier: Classifier, network: np.ndarray, prepared: Sequence[Prepared]
+) -> np.ndarray:
+    """The crystal-system probabilities of ``prepared`` patterns: the combiner's of the
+    network's calibrated ``network`` probabilities and each one's indexing, where the model
+    has a combiner and the pattern was indexed; else the network's."""
+    indexed = [i for i, ready in enumerate(prepared) if ready.indexed is not None]
+    if classifier.combiner is None or not indexed:
+        return network
+    from xrdsym.hybrid import feature_matrix, index_features
+
+    features = feature_matrix(
+        [
+            index_features(len(prepared[i].indexed.peaks), prepared[i].indexed.result)
+            for i in indexed
+        ]
+    )
+    answers = np.array(network, dtype=np.float64)
+    answers[indexed] = classifier.combiner.probabilities(answers[indexed], features)
+    return answers
 
 
 def check_options(
@@ -724,7 +840,7 @@ class PredictionResult:
     warnings: tuple[str, ...] = ()
 
     # The flags a result can carry, in the order :attr:`flags` lists them.
-    FLAGS = ("uncertain", "no_peaks", "partial_coverage")
+    FLAGS = ("uncertain", "no_peaks", "unindexed", "partial_coverage")
 
     @property
     def source(self) -> str:
@@ -747,14 +863,24 @@ class PredictionResult:
         return self.prediction.covered_fraction
 
     @property
-    def crystal_system(self) -> str:
+    def crystal_system(self) -> str | None:
         """The most probable crystal system (for a space-group model, the one its most
-        probable space group implies)."""
-        if self.target == "crystal_system":
-            return self.prediction.answer
-        from xrdsym.symmetry import crystal_system_of_space_group
+        probable space group implies); None for a scan in which no peak stands out of the
+        noise (``no_peaks``)."""
+        return self.prediction.crystal_system(self.target)
 
-        return crystal_system_of_space_group(int(self.prediction.answer))
+    @property
+    def lattice_system(self) -> str | None:
+        """The lattice system of the indexed cell (None: not indexed, or a model that does
+        not index)."""
+        indexed = self.prediction.indexed
+        return None if indexed is None else indexed.result.lattice_system
+
+    @property
+    def cell(self) -> dict[str, float] | None:
+        """The indexed cell, a, b, c (Å) and alpha, beta, gamma (degrees), or None."""
+        indexed = self.prediction.indexed
+        return None if indexed is None or indexed.result.best is None else indexed.result.best.cell
 
     @property
     def confidence(self) -> float:
@@ -781,8 +907,9 @@ class PredictionResult:
 
     @property
     def uncertain(self) -> bool:
-        """The top calibrated probability is below ``min_confidence``."""
-        return self.confidence < self.min_confidence
+        """The top calibrated probability is below ``min_confidence``, or the scan has no
+        peak (no crystal system)."""
+        return self.no_peaks or self.confidence < self.min_confidence
 
     @property
     def no_peaks(self) -> bool:
@@ -791,14 +918,20 @@ class PredictionResult:
         return self.prediction.no_peaks
 
     @property
+    def unindexed(self) -> bool:
+        """A model that indexes found no cell for the scan (too few peaks, none passes, or
+        the time budget spent): the answer rests on the network's reading."""
+        return self.prediction.unindexed
+
+    @property
     def partial_coverage(self) -> bool:
         """The pattern covers only part of the model's 2θ range."""
         return self.covered_fraction < FULL_COVERAGE
 
     @property
     def flags(self) -> tuple[str, ...]:
-        """The names of the flags that are set, of ``uncertain``, ``no_peaks`` and
-        ``partial_coverage``."""
+        """The names of the flags that are set, of ``uncertain``, ``no_peaks``,
+        ``unindexed`` and ``partial_coverage``."""
         return tuple(flag for flag in self.FLAGS if getattr(self, flag))
 
     def to_dict(self) -> dict[str, Any]:
@@ -806,7 +939,6 @@ class PredictionResult:
         :meth:`Prediction.row`) and the crystal system, the confidence, every class's
         calibrated probability, the flags and the warnings."""
         return self.prediction.row(self.target, self.min_confidence) | {
-            "crystal_system": self.crystal_system,
             "confidence": round(self.confidence, 4),
             "probabilities": {name: round(p, 4) for name, p in self.probabilities.items()},
             "flags": list(self.flags),

@@ -45,6 +45,20 @@ def crystal_system_of_space_group(number: int) -> str:
     raise ValueError(f"space group number must be in 1..230, got {number}")
 
 
+# Trigonal space groups on a rhombohedral lattice (R3, R-3, R32, R3m, R3c, R-3m, R-3c); the
+# other trigonal groups have a hexagonal lattice.
+RHOMBOHEDRAL_SPACE_GROUPS = frozenset({146, 148, 155, 160, 161, 166, 167})
+
+
+def lattice_system_of_space_group(number: int) -> str:
+    """The lattice system of a space group (1-230): its crystal system's, except that trigonal
+    groups have a rhombohedral lattice (R) or a hexagonal one (P, as quartz's)."""
+    system = crystal_system_of_space_group(number)
+    if system == "trigonal":
+        return "rhombohedral" if number in RHOMBOHEDRAL_SPACE_GROUPS else "hexagonal"
+    return system
+
+
 def structure_type_key(space_group: int, wyckoff_letters: Sequence[str]) -> str:
     """An element-agnostic structure type: the space group and the sorted Wyckoff letters of
     the occupied orbits (AFLOW's prototype idea), e.g. ``225:ab`` for rock salt."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xrdsym.augmentation import peak_reflections
+from xrdsym.augmentation import AugmentSettings, peak_reflections
 from xrdsym.calibration import (
     accuracy_coverage,
     expected_calibration_error,
@@ -20,13 +21,17 @@ from xrdsym.calibration import (
 from xrdsym.errors import XrdsymError
 from xrdsym.evaluation import (
     accuracies_at_coverage,
+    brief_scores,
+    ceiling_answers,
     classification_metrics,
     condition_patterns,
     condition_settings,
     confusion,
+    lattice_system_right,
     stored_fwhm_deg,
     top_k_accuracy,
 )
+from xrdsym.hybrid import indexed_crystal_system
 from xrdsym.inference import PRIMARY_HEAD, SPACE_GROUP_HEAD
 from xrdsym.inputs import read_pattern_split, read_peak_split, read_split, read_split_labels
 from xrdsym.io import rejects_table, write_json, write_table
@@ -47,6 +52,8 @@ from xrdsym.prediction import (
 )
 from xrdsym.sources import Reject, StructureRecord
 from xrdsym.sources.cif_dir import iter_cif_dir
+from xrdsym.stages.index import SETTINGS_FILE as INDEX_SETTINGS_FILE
+from xrdsym.stages.index import read_features, split_patterns
 from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, TWO_THETA_FILE
 from xrdsym.symmetry import analyse_symmetry, crystal_system_of_space_group
 
@@ -60,11 +67,15 @@ def run(
     patterns_dir: Path,
     metrics_path: Path,
     plots_dir: Path,
+    index_dir: Path | None = None,
 ) -> None:
     """Write the metrics JSON, the confusion matrix (CSV for DVC, PNG), the calibration
     figures (reliability, accuracy against coverage) and the paper's figures; score every
     extra set of CIFs too (params evaluate.extra_sets), each in its own metrics section, and
-    the test split under each measurement condition of evaluate.robustness (CSV, PNG)."""
+    the test split under each measurement condition of evaluate.robustness (CSV, PNG); with
+    the index stage's output in ``index_dir``, the test split measured once, scored for the
+    network alone, the indexing alone and (for a model with a combiner) both combined, beside
+    the metric oracle's ceiling (:func:`score_with_indexing`)."""
     classifier = load_classifier(model_dir, engine="keras")  # the reference, not the export
     meta, classes = classifier.meta, classifier.classes
     target = meta.get("target", "crystal_system")
@@ -112,6 +123,10 @@ def run(
         f"{time.perf_counter() - started:.1f} s: "
         + ", ".join(f"{name} {row['accuracy']:.3f}" for name, row in robustness.items())
     )
+    if index_dir is not None and target == "crystal_system":
+        metrics["test_measured"] = score_with_indexing(
+            classifier, patterns_dir, index_dir, plots_dir
+        )
     write_json(metrics_path, metrics)
     coverage = accuracy_coverage(probabilities, y_true)
     reliability = reliability_table(probabilities, y_true)
@@ -242,6 +257,94 @@ def scores(
             },
         }
     return metrics
+
+
+def score_with_indexing(
+    classifier: Classifier, patterns_dir: Path, index_dir: Path, plots_dir: Path
+) -> dict[str, Any]:
+    """The test split as the index stage measured it (once, ``train.augment``'s conditions):
+    accuracy, macro-F1 and per-class F1 of the network alone, of the indexing alone (its
+    lattice system's crystal system; not indexed counts as wrong) and, for a model with a
+    combiner, of both combined (with its calibration and the accuracy of its most confident
+    answers); the metric oracle's ceiling on the same structures; each one's lattice-system
+    accuracy (:func:`~xrdsym.evaluation.lattice_system_right`). Writes the combined (else the
+    network's) confusion matrix and per-pattern answers under ``plots_dir``."""
+    classes = classifier.classes
+    made = json.loads((index_dir / INDEX_SETTINGS_FILE).read_text())
+    augment = None if made["augment"] is None else AugmentSettings.from_params(made["augment"])
+    sample = made["per_split"]["test"]
+    ids, patterns, _ = split_patterns(
+        patterns_dir, "test", classes, "crystal_system", augment, made["seed"], sample
+    )
+    features, rows = read_features(index_dir, "test", ids)
+    y_true = np.array([classes.index(name) for name in rows["crystal_system"]])
+    network = classifier.probabilities(patterns)
+    lattice_systems = rows["lattice_system"].astype(object).where(rows["lattice_system"].notna())
+    indexed = [indexed_crystal_system(s) if isinstance(s, str) else None for s in lattice_systems]
+    # -1: no answer, counted as wrong (and read as None through ``names`` below).
+    y_indexed = np.array([classes.index(s) if s in classes else -1 for s in indexed])
+    oracle, reading = ceiling_answers(rows["oracle_lattice_system"], rows["crystal_system"])
+    y_oracle = np.array([classes.index(s) if s in classes else -1 for s in oracle])
+    true_lattice = rows["lattice_system_true"].tolist()
+    answers = {"network": network.argmax(axis=1), "indexing": y_indexed}
+    scores = {
+        "n_test": len(ids),
+        "network": brief_scores(y_true, answers["network"], classes)
+        | {"ece": expected_calibration_error(network, y_true)},
+        "indexing": brief_scores(y_true, y_indexed, classes)
+        | {
+            "indexed": float(np.mean(y_indexed >= 0)),
+            "reasons": {k: int(v) for k, v in rows["reason"].value_counts().items()},
+        },
+    }
+    shown = network
+    if classifier.combiner is not None:
+        shown = classifier.combiner.probabilities(network, features)
+        answers["combined"] = shown.argmax(axis=1)
+        correct = answers["combined"] == y_true
+        scores["combined"] = brief_scores(y_true, answers["combined"], classes) | {
+            "ece": expected_calibration_error(shown, y_true),
+            "accuracy_at_coverage": accuracies_at_coverage(shown.max(axis=1), correct, COVERAGES),
+        }
+    answers["ceiling"] = y_oracle
+    scores["ceiling"] = brief_scores(y_true, y_oracle, classes) | {
+        "hexagonal_lattice_read_as": reading
+    }
+    names = np.asarray([*classes, None], dtype=object)
+    scores["lattice_system_accuracy"] = {
+        source: float(np.mean(lattice_system_right(names[predicted], true_lattice)))
+        for source, predicted in answers.items()
+    }
+    shown_answers = shown.argmax(axis=1)
+    write_table(
+        plots_dir / "test_measured.csv",
+        pd.DataFrame(
+            {
+                "id": ids,
+                "actual": rows["crystal_system"],
+                "network": names[answers["network"]],
+                "indexing": names[y_indexed],
+                "predicted": names[shown_answers],
+                "probability": shown.max(axis=1).round(4),
+                "lattice_system": rows["lattice_system"],
+                "oracle_lattice_system": rows["oracle_lattice_system"],
+            }
+        ),
+    )
+    source = "combined" if classifier.combiner is not None else "network"
+    plot_confusion(
+        confusion(y_true, shown_answers, len(classes)),
+        classes,
+        plots_dir / "confusion_measured.png",
+        f"Confusion matrix ({source}, test split measured once)",
+    )
+    print(
+        f"evaluate: test split measured once ({len(ids)} patterns): "
+        + ", ".join(f"{name} {scores[name]['accuracy']:.3f}" for name in answers)
+        + "; lattice system: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in scores["lattice_system_accuracy"].items())
+    )
+    return scores
 
 
 def score_robustness(

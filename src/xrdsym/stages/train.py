@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from xrdsym.calibration import apply_temperature, fit_temperature, negative_log_
 from xrdsym.config import MODEL_INPUTS
 from xrdsym.diffraction import PeakTable
 from xrdsym.errors import ParamsError, XrdsymError
+from xrdsym.hybrid import Combiner
 from xrdsym.inference import (
     INFERENCE_FILE,
     PRIMARY_HEAD,
@@ -34,19 +36,30 @@ from xrdsym.inference import (
     save_inference,
 )
 from xrdsym.inputs import (
+    MEASUREMENT_STREAMS,
     augmented_pattern_inputs,
     inputs_made_once,
     preprocessed_pattern_split,
     read_peak_split,
     read_split,
+    read_split_ids,
     read_split_labels,
 )
 from xrdsym.io import atomic_path, write_json
 from xrdsym.measured import parse_wavelength
 from xrdsym.models import build_model
-from xrdsym.prediction import META_FILE, MODEL_FILE, MODEL_FORMAT, member_file, pattern_grid
+from xrdsym.prediction import (
+    META_FILE,
+    MODEL_FILE,
+    MODEL_FORMAT,
+    load_classifier,
+    member_file,
+    pattern_grid,
+)
 from xrdsym.preprocessing import InputSettings
 from xrdsym.stages.images import SETTINGS_FILE as IMAGE_SETTINGS_FILE
+from xrdsym.stages.index import SETTINGS_FILE as INDEX_SETTINGS_FILE
+from xrdsym.stages.index import check_made_like, indexed_ids, read_features, split_patterns
 from xrdsym.stages.patterns import SETTINGS_FILE as PATTERN_SETTINGS_FILE
 from xrdsym.symmetry import target_classes
 from xrdsym.training import (
@@ -60,9 +73,9 @@ from xrdsym.training import (
 )
 
 PARAMS = ("seed", "classes", "target", "model", "train")
-# Seeds the validation split's one augmentation with ``seed``: far above any epoch number, so
-# its streams are never those of a training batch (seeded by seed, epoch, batch).
-VALIDATION_STREAM = 2**31
+# Seeds the validation split's one augmentation with ``seed`` (the index stage measures the
+# same patterns).
+VALIDATION_STREAM = MEASUREMENT_STREAMS["val"]
 
 
 def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> dict[int, float] | None:
@@ -142,6 +155,79 @@ def augmented_inputs(
     )
 
 
+def fit_combiner(
+    index_dir: Path,
+    made: dict[str, Any],
+    val_ids: list[str],
+    val_probabilities: np.ndarray,
+    y_val: np.ndarray,
+    classes: list[str],
+) -> tuple[Combiner, dict[str, Any]] | None:
+    """The combiner of the network's calibrated probabilities of the validation patterns
+    ``val_ids`` and their indexing (the index stage's in ``index_dir``, made with the settings
+    ``made``; the patterns it did not index, with index.per_split, are left out), with the
+    peak and search settings predict is to index with; None, said in one line, when the
+    patterns cannot fit one."""
+    indexed = set(indexed_ids(index_dir, "val"))
+    keep = np.array([i in indexed for i in val_ids], dtype=bool)
+    chosen = [i for i, k in zip(val_ids, keep, strict=True) if k]
+    features, _ = read_features(index_dir, "val", chosen)
+    try:
+        combiner = Combiner.fit(
+            val_probabilities[keep], features, y_val[keep], classes, made["seed"]
+        )
+    except ValueError as exc:
+        print(f"train: no combiner: {exc} among the {int(keep.sum())} validation patterns")
+        return None
+    summary = combiner.summary
+    held_out = summary["out_of_fold_accuracy"]
+    print(
+        f"train: combiner of network and indexing on {summary['n_fit']} validation patterns: "
+        "out-of-fold accuracy "
+        + ("not measured (too few patterns)" if held_out is None else f"{held_out:.3f}")
+        + f" (network alone {summary['network_accuracy']:.3f}), temperature "
+        f"{summary['temperature']:.2f}"
+    )
+    return combiner, {"peaks": made["peaks"], "index": made["index"]}
+
+
+def combine_existing(model_dir: Path, patterns_dir: Path, index_dir: Path, out_dir: Path) -> None:
+    """Write ``out_dir``: the trained model in ``model_dir`` with a combiner fitted on the
+    validation patterns the index stage indexed in ``index_dir`` (`xrdsym combine`). The
+    network's probabilities are its calibrated ones on those patterns, measured as the index
+    stage measured them; ``patterns_dir`` must be the store the network was trained on with
+    the same seed (its validation split then never trained it), simulated as its model.json
+    records."""
+    classifier = load_classifier(model_dir)
+    meta = dict(classifier.meta)
+    if meta.get("target", "crystal_system") != "crystal_system":
+        raise XrdsymError(f"{model_dir}: a combiner is for a crystal-system model")
+    stored = json.loads((patterns_dir / PATTERN_SETTINGS_FILE).read_text())
+    if stored != meta["preprocessing"]["pattern"]:
+        raise XrdsymError(
+            f"{patterns_dir}: simulated with other settings than {model_dir} was trained on"
+        )
+    made = json.loads((index_dir / INDEX_SETTINGS_FILE).read_text())
+    augment = None if made["augment"] is None else AugmentSettings.from_params(made["augment"])
+    classes = classifier.classes
+    sample = made["per_split"]["val"]
+    ids, patterns, _ = split_patterns(
+        patterns_dir, "val", classes, "crystal_system", augment, made["seed"], sample
+    )
+    labels = read_features(index_dir, "val", ids)[1]["crystal_system"]
+    y_val = np.array([classes.index(name) for name in labels])
+    probabilities = classifier.probabilities(patterns)
+    combiner = fit_combiner(index_dir, made, ids, probabilities, y_val, classes)
+    if combiner is None:
+        raise XrdsymError(f"{index_dir}: too few validation patterns to fit a combiner")
+    fitted, search = combiner
+    with atomic_path(out_dir) as tmp:
+        shutil.copytree(model_dir, tmp)
+        meta["combiner"] = fitted.save(tmp) | search
+        write_json(tmp / META_FILE, meta)
+    print(f"combine: {model_dir} with a combiner -> {out_dir}")
+
+
 def model_heads(params: dict[str, Any]) -> dict[str, list[str]]:
     """The model's softmax heads, name -> classes: the target's, and the space groups of the
     crystal systems with train.space_group_head."""
@@ -164,12 +250,15 @@ def run(
     synthetic_dir: Path,
     model_dir: Path,
     live_dir: Path,
+    index_dir: Path | None = None,
 ) -> None:
     """Write ``model_dir/model.keras``, its numpy export ``inference.npz`` where the model has
     one, and ``model_dir/model.json`` (target, heads, preprocessing, calibration temperatures);
     an ensemble (train.ensemble) writes ``model_<k>.keras`` and ``inference_<k>.npz`` for its
     members after the first. Log per-epoch loss and accuracy with DVCLive in ``live_dir``
-    (the first member's curves; the summary has every member's)."""
+    (the first member's curves; the summary has every member's). With train.combine and
+    target crystal_system, also fit the combiner of the network and the indexing
+    (:mod:`xrdsym.hybrid`) on the validation split indexed in ``index_dir``."""
     section = params["train"]
     target = params["target"]
     heads = model_heads(params)
@@ -250,7 +339,7 @@ def run(
         | ({SPACE_GROUP_HEAD: section["space_group_loss_weight"]} if space_groups else {}),
     )
     n_train, n_val = len(weights), len(x_val)
-    members, models = [], []
+    members, models, val_probabilities = [], [], []
     with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
         for member in range(section["ensemble"]):
             # Each member its own initial weights, batch order and augmentation draws.
@@ -312,6 +401,9 @@ def run(
                 }
             )
             models.append(model)
+            val_probabilities.append(
+                apply_temperature(outputs[PRIMARY_HEAD], temperatures[PRIMARY_HEAD])
+            )
             print(
                 f"train: member {member + 1}: {result.seconds:.0f} s, kept epoch "
                 f"{result.best_epoch} of {result.epochs_run} (validation loss "
@@ -327,6 +419,24 @@ def run(
         live.summary["temperature"] = round(members[0]["temperatures"][PRIMARY_HEAD], 4)
         live.summary["val_nll_calibrated"] = members[0]["val_nll_calibrated"]
         live.summary["members"] = members
+    combiner = None
+    if section["combine"] and target != "crystal_system":
+        print("train: train.combine is for target crystal_system; trained without the combiner")
+    elif section["combine"]:
+        if index_dir is None:
+            raise XrdsymError("train.combine=true needs the index stage's output (--index)")
+        augment_section = section["augment"]
+        made = check_made_like(
+            index_dir, params["seed"], augment_section if augment_section["enabled"] else None
+        )
+        combiner = fit_combiner(
+            index_dir,
+            made,
+            read_split_ids(patterns_dir, "val", classes, target=target),
+            np.mean(val_probabilities, axis=0),
+            head_labels(y_val),
+            classes,
+        )
     meta = {
         "format": MODEL_FORMAT,
         "xrdsym_version": __version__,
@@ -355,5 +465,8 @@ def run(
             # The numpy export lets `xrdsym predict` answer without starting Keras.
             if not save_inference(model, tmp / member["inference"]):
                 member["inference"] = None
+        if combiner is not None:
+            combiner_record, search = combiner
+            meta["combiner"] = combiner_record.save(tmp) | search
         write_json(tmp / META_FILE, meta)
     print(f"train: {len(models)} member(s) -> {model_dir}")
