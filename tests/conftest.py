@@ -7,20 +7,83 @@ import errno
 import hashlib
 import json
 import socket
+from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
 from xrdsym import __version__
-from xrdsym.diffraction import TwoThetaGrid
+from xrdsym.diffraction import PeakTable, TwoThetaGrid, pattern_from_peaks, simulate_peaks
 from xrdsym.models import build_cnn1d
 from xrdsym.prediction import META_FILE, MODEL_FILE, MODEL_FORMAT
+from xrdsym.stages.patterns import (
+    INDEX_FILE,
+    PATTERNS_FILE,
+    PEAKS_FILE,
+    SETTINGS_FILE,
+    TWO_THETA_FILE,
+)
 
 # The small model directory's classes and 2θ grid (degrees).
 CLASSES = ["cubic", "hexagonal", "tetragonal"]
 GRID = TwoThetaGrid(0, 90, 0.1)
+
+
+# The pattern settings of the small model directory (its model.json and its stores').
+PATTERN_SETTINGS = {
+    "wavelength": "CuKa",
+    "two_theta_min": GRID.start,
+    "two_theta_max": GRID.stop,
+    "two_theta_step": GRID.step,
+    "sigma_points": 2,
+    "symprec": 0.1,
+    "angle_tolerance": 5,
+}
+
+
+def simulated(structures, grid: TwoThetaGrid, sigma: float) -> tuple[PeakTable, np.ndarray]:
+    """The peak table and the stored patterns the patterns stage makes of ``structures``."""
+    peaks = [simulate_peaks(s, "CuKa", (grid.start, grid.stop)) for s in structures]
+    lattices = [s.lattice.reciprocal_lattice_crystallographic.matrix for s in structures]
+    patterns = np.stack([pattern_from_peaks(p, grid, sigma) for p in peaks])
+    return PeakTable.from_peaks(peaks, lattices), patterns
+
+
+def patterns_store(
+    directory: Path,
+    structures,
+    systems,
+    grid: TwoThetaGrid = GRID,
+    sigma: float = 2,
+    splits=None,
+) -> Path:
+    """A patterns stage's output of ``structures`` (crystal systems ``systems``), each in its
+    split of ``splits`` (all test by default), simulated on ``grid`` with ``sigma`` points."""
+    table, patterns = simulated(structures, grid, sigma)
+    directory.mkdir()
+    pd.DataFrame(
+        {
+            "id": [f"s{i}" for i in range(len(structures))],
+            "formula": [s.composition.reduced_formula for s in structures],
+            "space_group": [s.get_space_group_info()[1] for s in structures],
+            "crystal_system": systems,
+            "split": splits or "test",
+        }
+    ).to_csv(directory / INDEX_FILE, index=False)
+    np.save(directory / PATTERNS_FILE, patterns)
+    np.save(directory / TWO_THETA_FILE, grid.values)
+    np.savez(directory / PEAKS_FILE, **vars(table))
+    settings = PATTERN_SETTINGS | {
+        "two_theta_min": grid.start,
+        "two_theta_max": grid.stop,
+        "two_theta_step": grid.step,
+        "sigma_points": sigma,
+    }
+    (directory / SETTINGS_FILE).write_text(json.dumps(settings))
+    return directory
 
 
 @pytest.fixture
@@ -52,18 +115,7 @@ def model_dir(tmp_path):
         "model": "cnn1d",
         "input": "pattern",
         "classes": CLASSES,
-        "preprocessing": {
-            "pattern": {
-                "wavelength": "CuKa",
-                "two_theta_min": GRID.start,
-                "two_theta_max": GRID.stop,
-                "two_theta_step": GRID.step,
-                "sigma_points": 2,
-                "symprec": 0.1,
-                "angle_tolerance": 5,
-            },
-            "image": None,
-        },
+        "preprocessing": {"pattern": PATTERN_SETTINGS, "image": None},
         "temperature": 1.5,
     }
     (directory / META_FILE).write_text(json.dumps(meta))

@@ -10,15 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import GRID
+from conftest import GRID, patterns_store, simulated
 from pymatgen.core import Lattice, Structure
 
-from xrdsym.diffraction import PeakTable, TwoThetaGrid, pattern_from_peaks, simulate_peaks
+from xrdsym.diffraction import TwoThetaGrid
 from xrdsym.evaluation import condition_patterns, condition_settings, stored_fwhm_deg
 from xrdsym.prediction import load_classifier
 from xrdsym.stages import evaluate
 from xrdsym.stages.evaluate import score_robustness, score_structure_set, scores
-from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, PEAKS_FILE, TWO_THETA_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 # The default conditions, as params.yaml states them.
@@ -33,32 +32,6 @@ LARGE_CELL = Structure(Lattice.cubic(15.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5,
 # 0.06 of its height on its flanks (more where peaks overlap); nowhere else.
 CLEAN_MAX_DIFFERENCE = 0.1
 CLEAN_MEAN_DIFFERENCE = 2e-3
-
-
-def _simulated(structures, grid: TwoThetaGrid, sigma: float) -> tuple[PeakTable, np.ndarray]:
-    """The peak table and the stored patterns the patterns stage makes of ``structures``."""
-    peaks = [simulate_peaks(s, "CuKa", (grid.start, grid.stop)) for s in structures]
-    lattices = [s.lattice.reciprocal_lattice_crystallographic.matrix for s in structures]
-    patterns = np.stack([pattern_from_peaks(p, grid, sigma) for p in peaks])
-    return PeakTable.from_peaks(peaks, lattices), patterns
-
-
-def _patterns_store(directory: Path, structures, systems, grid: TwoThetaGrid, sigma: float):
-    """A patterns stage's output with every structure in the test split."""
-    table, patterns = _simulated(structures, grid, sigma)
-    directory.mkdir()
-    pd.DataFrame(
-        {
-            "id": [f"s{i}" for i in range(len(structures))],
-            "formula": [s.composition.reduced_formula for s in structures],
-            "space_group": [s.get_space_group_info()[1] for s in structures],
-            "crystal_system": systems,
-            "split": "test",
-        }
-    ).to_csv(directory / INDEX_FILE, index=False)
-    np.save(directory / PATTERNS_FILE, patterns)
-    np.save(directory / TWO_THETA_FILE, grid.values)
-    np.savez(directory / PEAKS_FILE, **vars(table))
 
 
 def test_extra_set_scores_structures_and_lists_rejects(tmp_path, model_dir, rock_salt, rutile):
@@ -138,7 +111,7 @@ def test_a_space_group_head_is_scored_beside_the_crystal_system():
 
 def test_clean_condition_reproduces_the_stored_patterns(rock_salt, rutile):
     grid, sigma = TwoThetaGrid(0, 90, 0.02), 5  # the default grid and broadening
-    table, stored = _simulated([rock_salt, rutile, MAGNESIUM], grid, sigma)
+    table, stored = simulated([rock_salt, rutile, MAGNESIUM], grid, sigma)
     # A condition whose only part is switched off re-simulates the patterns unperturbed.
     clean = condition_settings("clean", {"ka2_ratio": 0}, stored_fwhm_deg(sigma, grid.step))
 
@@ -153,7 +126,7 @@ def test_clean_condition_reproduces_the_stored_patterns(rock_salt, rutile):
 @pytest.mark.parametrize("name", [name for name, keys in CONDITIONS.items() if keys])
 def test_each_condition_changes_the_patterns_the_same_way_every_run(name, rock_salt, rutile):
     grid, sigma = TwoThetaGrid(0, 90, 0.02), 5
-    table, _ = _simulated([rock_salt, rutile, MAGNESIUM, LARGE_CELL], grid, sigma)
+    table, _ = simulated([rock_salt, rutile, MAGNESIUM, LARGE_CELL], grid, sigma)
     width = stored_fwhm_deg(sigma, grid.step)
     clean = condition_patterns(
         table, grid, 1.54184, condition_settings("clean", {"ka2_ratio": 0}, width)
@@ -171,7 +144,7 @@ def test_robustness_scores_every_condition_against_the_stored_patterns(
 ):
     patterns_dir = tmp_path / "patterns"
     structures = [rock_salt, MAGNESIUM, rutile]
-    _patterns_store(patterns_dir, structures, ["cubic", "hexagonal", "tetragonal"], GRID, 2)
+    patterns_store(patterns_dir, structures, ["cubic", "hexagonal", "tetragonal"], GRID, 2)
     classifier = load_classifier(model_dir, engine="keras")
 
     robustness = score_robustness(classifier, patterns_dir, CONDITIONS)
@@ -192,7 +165,7 @@ def test_evaluate_writes_robustness_and_coverage_metrics_and_plots(
 ):
     patterns_dir = tmp_path / "patterns"
     structures = [rock_salt, MAGNESIUM, rutile]
-    _patterns_store(patterns_dir, structures, ["cubic", "hexagonal", "tetragonal"], GRID, 2)
+    patterns_store(patterns_dir, structures, ["cubic", "hexagonal", "tetragonal"], GRID, 2)
     params = {"n_jobs": 1, "evaluate": {"extra_sets": [], "robustness": CONDITIONS}}
     metrics_path, plots_dir = tmp_path / "metrics.json", tmp_path / "plots"
 

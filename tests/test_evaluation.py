@@ -1,18 +1,23 @@
 import numpy as np
 import pytest
+from pymatgen.core import Lattice, Structure
 
 from xrdsym.config import validate
 from xrdsym.errors import ParamsError
 from xrdsym.evaluation import (
     CONDITION_KEYS,
     accuracies_at_coverage,
+    ceiling_answers,
     classification_metrics,
     condition_settings,
     confusion,
+    lattice_system_right,
     metrics_table,
     stored_fwhm_deg,
     top_k_accuracy,
 )
+from xrdsym.indexing import metric_lattice_system
+from xrdsym.symmetry import lattice_system_of_space_group
 
 
 def test_metrics_by_hand():
@@ -97,3 +102,44 @@ def test_invalid_conditions_are_named_in_one_line(robustness, message):
     with pytest.raises(ParamsError) as error:
         validate(params)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_ceiling_reads_a_hexagonal_lattice_as_the_more_common_of_its_two_systems():
+    oracle = ["hexagonal", "hexagonal", "hexagonal", "rhombohedral", "cubic", "orthorhombic"]
+    truth = ["trigonal", "trigonal", "hexagonal", "trigonal", "cubic", "monoclinic"]
+
+    answers, reading = ceiling_answers(oracle, truth)
+
+    assert reading == "trigonal"
+    assert answers == ["trigonal", "trigonal", "trigonal", "trigonal", "cubic", "orthorhombic"]
+    assert ceiling_answers(oracle[2:], truth[2:])[1] == "hexagonal"
+
+
+def test_a_lattice_system_is_right_when_powder_positions_cannot_tell_the_answers_apart():
+    # Hexagonal and trigonal answers share a hexagonal lattice (quartz's, a trigonal P crystal);
+    # a rhombohedral lattice is trigonal only; no answer is wrong.
+    predicted = ["hexagonal", "trigonal", "hexagonal", "trigonal", "cubic", None]
+    truth = ["hexagonal", "hexagonal", "rhombohedral", "rhombohedral", "tetragonal", "cubic"]
+
+    assert lattice_system_right(predicted, truth).tolist() == [
+        True,
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_quartz_has_a_hexagonal_lattice_and_corundum_a_rhombohedral_one():
+    quartz = Lattice.hexagonal(4.913, 5.405)
+    assert metric_lattice_system(quartz.matrix) == ("hexagonal", "P")
+    assert lattice_system_of_space_group(154) == "hexagonal"  # quartz, P3_221
+    corundum = Structure.from_spacegroup(
+        "R-3c", Lattice.hexagonal(4.759, 12.99), ["Al", "O"], [[0, 0, 0.352], [0.306, 0, 0.25]]
+    )
+    primitive = corundum.get_primitive_structure()
+    assert metric_lattice_system(primitive.lattice.matrix) == ("rhombohedral", "R")
+    assert lattice_system_of_space_group(167) == "rhombohedral"
+    # A tetragonal cell with c / a = 1.0005 is a cubic metric as far as positions tell.
+    assert metric_lattice_system(Lattice.tetragonal(4.0, 4.002).matrix)[0] == "cubic"

@@ -78,7 +78,7 @@ def test_repro_then_nothing_then_sigma_sweep_then_image_model(tmp_path):
     _run(repo, "git", "commit", "-qm", "tiny params")
 
     first = _run(repo, "dvc", "repro")
-    for stage in ["download", "patterns", "synthesize", "images", "train", "evaluate"]:
+    for stage in ["download", "patterns", "index", "synthesize", "images", "train", "evaluate"]:
         assert f"Running stage '{stage}'" in first
     # The default data: a seeded subset of the embedded real set, split by structure type.
     download = json.loads((repo / "metrics" / "download.json").read_text())
@@ -110,6 +110,19 @@ def test_repro_then_nothing_then_sigma_sweep_then_image_model(tmp_path):
     meta = json.loads((repo / "models" / "model.json").read_text())
     assert meta["classes"] == params["classes"]
     assert meta["preprocessing"]["pattern"]["sigma_points"] == 5
+    # The index stage indexed every validation and test pattern; the combiner was fitted on
+    # the validation ones and is scored beside the network, the indexing and the ceiling.
+    indexed = json.loads((repo / "metrics" / "index.json").read_text())
+    split_sizes = index["split"].value_counts()
+    assert indexed["per_split"]["test"]["n"] == split_sizes["test"]
+    assert indexed["per_split"]["val"]["n"] == split_sizes["val"]
+    assert meta["combiner"]["n_fit"] == split_sizes["val"]
+    measured = metrics["test_measured"]
+    assert measured["n_test"] == split_sizes["test"]
+    for source in ("network", "indexing", "combined", "ceiling"):
+        assert 0 <= measured[source]["accuracy"] <= 1
+        assert 0 <= measured["lattice_system_accuracy"][source] <= 1
+    assert (repo / "plots" / "evaluate" / "confusion_measured.png").stat().st_size > 0
 
     second = _run(repo, "dvc", "repro")
     assert "Running stage" not in second
@@ -119,13 +132,15 @@ def test_repro_then_nothing_then_sigma_sweep_then_image_model(tmp_path):
     _run(repo, "git", "commit", "-qm", "first run")
     sweep = _run(repo, "dvc", "exp", "run", "-S", "sigma=3")
     assert "Running stage 'download'" not in sweep
-    for stage in ["patterns", "images", "train", "evaluate"]:
+    for stage in ["patterns", "index", "images", "train", "evaluate"]:
         assert f"Running stage '{stage}'" in sweep
     meta = json.loads((repo / "models" / "model.json").read_text())
     assert meta["preprocessing"]["pattern"]["sigma_points"] == 3
 
     diff = json.loads(_run(repo, "dvc", "metrics", "diff", "--all", "--json"))
     assert "accuracy" in diff["metrics/metrics.json"]
+    assert "test_measured.combined.accuracy" in diff["metrics/metrics.json"]
+    assert "per_split.test.indexed" in diff["metrics/index.json"]
     assert "n_patterns" in diff["metrics/patterns.json"]
     assert "train.loss" in diff["metrics/train/metrics.json"]
 
@@ -141,7 +156,7 @@ def test_repro_then_nothing_then_sigma_sweep_then_image_model(tmp_path):
         *("dvc", "exp", "run", "-S", "model=mobilenetv2", "-S", "train.augment.enabled=false"),
     )
     assert "Running stage 'patterns'" not in image
-    for stage in ["images", "train", "evaluate"]:
+    for stage in ["index", "images", "train", "evaluate"]:
         assert f"Running stage '{stage}'" in image
     meta = json.loads((repo / "models" / "model.json").read_text())
     assert meta["model"] == "mobilenetv2" and meta["input"] == "image"

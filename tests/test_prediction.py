@@ -651,7 +651,7 @@ def test_min_confidence_reports_uncertain_patterns(tmp_path, capsys):
     printed = capsys.readouterr()
     table = dict(line.split("\t", 1) for line in printed.out.splitlines() if "\tmeasured\t" in line)
     assert "uncertain" not in table[str(DATA / "nacl_cu.xy")]
-    assert "\tno peaks: uncertain: " in table[str(noise)]
+    assert table[str(noise)].endswith("\tnone: no peak stands out of the noise")
     assert "uncertain: 1 of 2 patterns (top probability below 0.9)" in printed.err
     assert "coverage 0.50, accuracy on answered 1.00, accuracy over all 0.50" in printed.out
     out = tmp_path / "out.json"
@@ -668,8 +668,8 @@ def test_min_confidence_reports_uncertain_patterns(tmp_path, capsys):
 
 
 def test_predict_says_when_no_peak_stands_out_of_the_noise(tmp_path, capsys):
-    """A scan of pure noise is answered, but flagged in the table, the JSON and a warning;
-    halite's scan and a structure are not."""
+    """A scan of pure noise gets no crystal system, flagged in the table, the JSON and a
+    warning; halite's scan and a structure are answered."""
     noise = _noise_scan(tmp_path / "noise.xy")
     out = tmp_path / "out.json"
     command = ["predict", str(DATA / "nacl_cu.xy"), str(noise), str(DATA / "nacl.cif")]
@@ -678,13 +678,15 @@ def test_predict_says_when_no_peak_stands_out_of_the_noise(tmp_path, capsys):
 
     printed = capsys.readouterr()
     table = dict(line.split("\t", 1) for line in printed.out.splitlines() if "\t" in line)
-    assert "\tno peaks: cubic " in table[str(noise)]
+    assert table[str(noise)].endswith("\tnone: no peak stands out of the noise")
     assert "no peaks" not in table[str(DATA / "nacl_cu.xy")]
     assert f"warning: {noise}: no peak stands out of the noise (strongest " in printed.err
     assert printed.err.count("no peak stands out") == 1
     assert main([*command, "--json", str(out)]) == 0
     rows = {row["source"]: row for row in json.loads(out.read_text())["patterns"]}
-    assert rows[str(noise)]["no_peaks"] is True
+    assert rows[str(noise)]["no_peaks"] is True and rows[str(noise)]["crystal_system"] is None
+    assert rows[str(noise)]["reason"].startswith("no peak stands out of the noise")
+    assert rows[str(DATA / "nacl_cu.xy")]["crystal_system"] == "cubic"
     assert rows[str(noise)]["peak_significance"] < MIN_PEAK_SIGNIFICANCE
     assert rows[str(DATA / "nacl_cu.xy")]["peak_significance"] > 10 * MIN_PEAK_SIGNIFICANCE
     structure = [row for row in rows.values() if row["kind"] != "measured"]

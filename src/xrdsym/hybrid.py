@@ -94,6 +94,26 @@ def indexed_crystal_system(lattice_system: str | None) -> str | None:
     return None if lattice_system is None else CRYSTAL_SYSTEM_OF_LATTICE[lattice_system]
 
 
+def restrict_space_groups(
+    probabilities: np.ndarray, space_groups: Sequence[str], lattice_systems: Sequence[str | None]
+) -> np.ndarray:
+    """Space-group probabilities (N x groups, the groups' numbers as text) kept to the groups
+    of each pattern's indexed lattice system and renormalised; a pattern without one (None),
+    or whose groups all have probability 0, keeps its own. The centring is not used: the
+    indexed cell's (C, A or I for one monoclinic lattice) need not be the group's setting."""
+    from xrdsym.symmetry import lattice_system_of_space_group
+
+    group_lattices = np.array([lattice_system_of_space_group(int(g)) for g in space_groups])
+    restricted = np.array(probabilities, dtype=np.float64)
+    for row, system in enumerate(lattice_systems):
+        if system is None:
+            continue
+        kept = np.where(group_lattices == system, restricted[row], 0.0)
+        if kept.sum() > 0:
+            restricted[row] = kept / kept.sum()
+    return restricted
+
+
 def combiner_inputs(network_probabilities: np.ndarray, features: np.ndarray) -> np.ndarray:
     """What the combiner reads: the network's log-probabilities (N x classes) beside the
     indexing's features (N x len(FEATURES), NaN where missing, read as MISSING)."""

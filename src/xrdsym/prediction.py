@@ -541,6 +541,8 @@ class Prediction:
 # What a row of `predict --json` shows of the indexing, named as `xrdsym index --json` names it.
 INDEXING_FIELDS = ("lattice_system", "centring", "cell", "zero_shift_deg", "figures_of_merit")
 NO_PEAKS_REASON = "no peak stands out of the noise: not a crystalline pattern"
+# How scores name the answer of a scan without peaks (no crystal system).
+NO_ANSWER = "none"
 NO_COMBINER_NOTE = (
     "the model has no combiner (trained before train.combine): crystal systems from the "
     "network alone, no indexing shown"
@@ -752,6 +754,16 @@ def classify(
         network = heads[PRIMARY_HEAD]
         answers = combined_probabilities(classifier, network, [ready for _, _, ready in batch])
         space_groups = classifier.heads.get(SPACE_GROUP_HEAD)
+        if space_groups:
+            # Only the groups of the indexed lattice system: the positions rule out the rest.
+            from xrdsym.hybrid import restrict_space_groups
+
+            indexed = [ready.indexed for _, _, ready in batch]
+            heads[SPACE_GROUP_HEAD] = restrict_space_groups(
+                heads[SPACE_GROUP_HEAD],
+                space_groups,
+                [None if found is None else found.result.lattice_system for found in indexed],
+            )
         for i, (source, kind, ready) in enumerate(batch):
             row = answers[i]
             predictions.append(
@@ -1228,7 +1240,7 @@ def score_predictions(
     ``classes`` are the model's; a pattern whose top probability is below ``min_confidence``
     is unanswered ("uncertain"); ``accuracy_all`` counts it as wrong.
     """
-    from xrdsym.symmetry import CRYSTAL_SYSTEMS, crystal_system_of_space_group
+    from xrdsym.symmetry import CRYSTAL_SYSTEMS
 
     matched = match_labels([p.source for p in predictions], labels)
     pairs = [
@@ -1248,10 +1260,11 @@ def score_predictions(
     }
     if not pairs:
         return scores
-    confidence = np.array([p.confidence for p, _ in pairs])
+    # A scan without peaks has no answer: scored as "none" (wrong), never as answered.
+    confidence = np.array([0.0 if p.no_peaks else p.confidence for p, _ in pairs])
     systems = [row.crystal_system for _, row in pairs]
     if target == "space_group":
-        implied = [crystal_system_of_space_group(int(p.answer)) for p, _ in pairs]
+        implied = [p.crystal_system(target) or NO_ANSWER for p, _ in pairs]
         scores["crystal_system"] = _scores(
             systems, implied, confidence, CRYSTAL_SYSTEMS, min_confidence
         )
@@ -1265,7 +1278,7 @@ def score_predictions(
                 min_confidence,
             )
     else:
-        answers = [p.answer for p, _ in pairs]
+        answers = [p.crystal_system(target) or NO_ANSWER for p, _ in pairs]
         scores["crystal_system"] = _scores(systems, answers, confidence, classes, min_confidence)
         with_group = [(p, row) for p, row in pairs if row.space_group is not None]
         if space_groups and with_group:

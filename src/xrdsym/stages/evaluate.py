@@ -31,7 +31,7 @@ from xrdsym.evaluation import (
     stored_fwhm_deg,
     top_k_accuracy,
 )
-from xrdsym.hybrid import indexed_crystal_system
+from xrdsym.hybrid import indexed_crystal_system, restrict_space_groups
 from xrdsym.inference import PRIMARY_HEAD, SPACE_GROUP_HEAD
 from xrdsym.inputs import read_pattern_split, read_peak_split, read_split, read_split_labels
 from xrdsym.io import rejects_table, write_json, write_table
@@ -315,6 +315,14 @@ def score_with_indexing(
         source: float(np.mean(lattice_system_right(names[predicted], true_lattice)))
         for source, predicted in answers.items()
     }
+    space_groups = classifier.heads.get(SPACE_GROUP_HEAD)
+    if space_groups:
+        scores["space_group_head"] = space_group_scores(
+            classifier.calibrated_heads(classifier.inputs(patterns))[SPACE_GROUP_HEAD],
+            space_groups,
+            [str(n) for n in rows["space_group"]],
+            [s if isinstance(s, str) else None for s in lattice_systems],
+        )
     shown_answers = shown.argmax(axis=1)
     write_table(
         plots_dir / "test_measured.csv",
@@ -345,6 +353,28 @@ def score_with_indexing(
         + ", ".join(f"{k} {v:.3f}" for k, v in scores["lattice_system_accuracy"].items())
     )
     return scores
+
+
+def space_group_scores(
+    probabilities: np.ndarray,
+    space_groups: list[str],
+    actual: list[str],
+    lattice_systems: list[str | None],
+) -> dict[str, dict[str, float]]:
+    """Top-1 and top-5 accuracy of a space-group head's probabilities as they are and kept to
+    the groups of each pattern's indexed lattice system
+    (:func:`~xrdsym.hybrid.restrict_space_groups`)."""
+    index = {name: i for i, name in enumerate(space_groups)}
+    y_true = np.array([index.get(name, -1) for name in actual])
+    known = y_true >= 0
+    restricted = restrict_space_groups(probabilities, space_groups, lattice_systems)
+    return {
+        name: {
+            "top1_accuracy": float(np.mean(np.argmax(p[known], axis=1) == y_true[known])),
+            "top5_accuracy": top_k_accuracy(p[known], y_true[known], 5),
+        }
+        for name, p in (("network", probabilities), ("restricted_to_indexed_lattice", restricted))
+    }
 
 
 def score_robustness(
