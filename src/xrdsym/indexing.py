@@ -432,15 +432,22 @@ def _allowed_one(h: int, k: int, ell: int, centring: int) -> bool:
 
 
 @numba.njit(cache=True)
-def _enumerate_reflections(g6: np.ndarray, q_max: float, centring: int) -> np.ndarray:
-    """hkl of :func:`reflections`: h and k over their reach, l over the interval the
-    quadratic in l allows, so that no point outside the sphere Q <= q_max is visited."""
+def _determinant(g6: np.ndarray) -> float:
+    """det G* of a metric (A, B, C, D, E, F), Å⁻⁶: 1 / V²."""
     a, b, c, d, e, f = g6[0], g6[1], g6[2], g6[3], g6[4], g6[5]
-    det = (
+    return (
         a * (b * c - d * d / 4)
         - f / 2 * (f / 2 * c - d / 2 * e / 2)
         + e / 2 * (f / 2 * d / 2 - b * e / 2)
     )
+
+
+@numba.njit(cache=True)
+def _enumerate_reflections(g6: np.ndarray, q_max: float, centring: int) -> np.ndarray:
+    """hkl of :func:`reflections`: h and k over their reach, l over the interval the
+    quadratic in l allows, so that no point outside the sphere Q <= q_max is visited."""
+    a, b, c, d, e, f = g6[0], g6[1], g6[2], g6[3], g6[4], g6[5]
+    det = _determinant(g6)
     out = np.empty((0, 3), dtype=np.int64)
     if det <= 0 or c <= 0:
         return out
@@ -493,15 +500,16 @@ def _count_indexed(
     for t in range(n_trials):
         a, b, c, d, e, f = g6s[t, 0], g6s[t, 1], g6s[t, 2], g6s[t, 3], g6s[t, 4], g6s[t, 5]
         # Direct-metric diagonal (cofactors of G*): the reach of h and k at a given Q.
-        det = (
-            a * (b * c - d * d / 4)
-            - f / 2 * (f / 2 * c - d / 2 * e / 2)
-            + e / 2 * (f / 2 * d / 2 - b * e / 2)
-        )
+        det = _determinant(g6s[t])
         if det <= 0 or c <= 0:
             continue
         gh = (b * c - d * d / 4) / det
         gk = (a * c - e * e / 4) / det
+        # Q minimised over a real l: kk k² + hk h k + hh h², the metric of the projection
+        # along c*; the k whose minimum lies beyond the line cannot index it.
+        kk = b - d * d / (4 * c)
+        hk = f - d * e / (2 * c)
+        hh = a - e * e / (4 * c)
         misses = 0
         found = 0
         total = 0.0
@@ -515,12 +523,20 @@ def _count_indexed(
                 if nearest < CLOSE_ENOUGH:
                     break
                 k_start = -k_max if h > 0 else 0
-                for k in range(k_start, k_max + 1):
+                k_stop = k_max
+                reach = hk * hk * h * h - 4 * kk * (hh * h * h - q_high[i])
+                if reach < 0:
+                    continue
+                k_start = max(k_start, math.floor((-hk * h - math.sqrt(reach)) / (2 * kk)) - 1)
+                k_stop = min(k_stop, math.ceil((-hk * h + math.sqrt(reach)) / (2 * kk)) + 1)
+                for k in range(k_start, k_stop + 1):
                     lin = d * k + e * h
                     rest = a * h * h + b * k * k + f * h * k - q_mid
                     disc = lin * lin - 4 * c * rest
                     root = math.sqrt(disc) if disc > 0 else 0.0
                     for sign in (-1.0, 1.0):
+                        if sign > 0 and root == 0.0:
+                            break
                         l0 = math.floor((-lin + sign * root) / (2 * c))
                         for ell in (l0, l0 + 1):
                             if h == 0 and k == 0 and ell <= 0:
@@ -648,33 +664,6 @@ def _solve_trials(system: str, q_base: np.ndarray) -> np.ndarray:
     return trials
 
 
-def _determinants(g6s: np.ndarray) -> np.ndarray:
-    """det G* of each metric (rows of (A, B, C, D, E, F)), Å⁻⁶: 1 / V²."""
-    a, b, c, d, e, f = g6s.T
-    return (
-        a * (b * c - d * d / 4)
-        - f / 2 * (f / 2 * c - d / 2 * e / 2)
-        + e / 2 * (f / 2 * d / 2 - b * e / 2)
-    )
-
-
-def _positive_definite(g6s: np.ndarray) -> np.ndarray:
-    a, b, f = g6s[:, 0], g6s[:, 1], g6s[:, 5]
-    return (a > 0) & (a * b - f * f / 4 > 0) & (_determinants(g6s) > 0)
-
-
-def _shortest_edges(g6s: np.ndarray) -> np.ndarray:
-    """Shortest of a, b, c (Å) of each metric (rows of (A, B, C, D, E, F))."""
-    a, b, c, d, e, f = g6s.T
-    squares = np.stack([b * c - d * d / 4, a * c - e * e / 4, a * b - f * f / 4])
-    return np.sqrt(np.clip((squares / _determinants(g6s)).min(axis=0), 0, None))
-
-
-def _volumes(g6s: np.ndarray) -> np.ndarray:
-    """Cell volume (Å³) of each metric."""
-    return 1 / np.sqrt(np.maximum(_determinants(g6s), 1e-300))
-
-
 def _triclinic_trials(q_base: np.ndarray, q_lines: np.ndarray) -> np.ndarray:
     """Reciprocal cells on three base lines as Q(a*) <= Q(b*) <= Q(c*). The cross terms F
     and E are 0 or what makes a line Q(a*) + Q(b*) ± |F| (|F| <= the smaller Q, as in a
@@ -746,15 +735,10 @@ def refine(
             return None
         q_obs = _line_q(two_theta, zero, wavelength)
         q_max = q_obs.max() * 1.02 + 1e-6
-        hkl = reflections(g6, q_max, centring)
-        if len(hkl) == 0:
-            return None
-        calc = two_theta_of_q(hkl_coefficients(hkl) @ g6, wavelength) + zero
-        order = np.argsort(calc)
-        calc, hkl = calc[order], hkl[order]
-        nearest = _nearest(calc, two_theta)
-        indexed = np.abs(calc[nearest] - two_theta) <= settings.tolerance_deg
-        hkl_of_line = hkl[nearest]
+        hkl_of_line, delta = _assign_lines(
+            g6, q_max, CENTRING_CODES[centring], two_theta, zero, wavelength
+        )
+        indexed = delta <= settings.tolerance_deg
         if indexed.sum() < p + 2:
             return None
         design = hkl_coefficients(hkl_of_line[indexed]) @ form.basis
@@ -776,21 +760,60 @@ def refine(
 def _plausible(g6: np.ndarray, settings: IndexSettings) -> bool:
     """A cell the search considers: positive definite, within the volume and edge limits (a
     least-squares step can run off to a degenerate cell with millions of reflections)."""
-    one = g6[None]
-    return bool(
-        _positive_definite(one)[0]
-        and _volumes(one)[0] <= settings.max_volume
-        and _shortest_edges(one)[0] >= MIN_CELL_EDGE
-    )
+    return bool(_plausible_one(g6, settings.max_volume, MIN_CELL_EDGE))
 
 
-def _nearest(sorted_values: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Index of the value of ``sorted_values`` nearest each target (NaN values never)."""
-    finite = np.isfinite(sorted_values)
-    values = np.where(finite, sorted_values, np.inf)
-    right = np.clip(np.searchsorted(values, targets), 0, len(values) - 1)
-    left = np.clip(right - 1, 0, len(values) - 1)
-    return np.where(np.abs(values[left] - targets) <= np.abs(values[right] - targets), left, right)
+@numba.njit(cache=True)
+def _plausible_one(g6: np.ndarray, max_volume: float, min_edge: float) -> bool:
+    """Whether a metric (A, B, C, D, E, F) is positive definite, its cell no larger than
+    ``max_volume`` Å³ and its shortest edge at least ``min_edge`` Å."""
+    a, b, c, d, e, f = g6[0], g6[1], g6[2], g6[3], g6[4], g6[5]
+    det = _determinant(g6)
+    if not (a > 0 and a * b - f * f / 4 > 0 and det > 0):
+        return False
+    if 1 / math.sqrt(max(det, 1e-300)) > max_volume:
+        return False
+    shortest = min(b * c - d * d / 4, a * c - e * e / 4, a * b - f * f / 4) / det
+    return math.sqrt(max(shortest, 0.0)) >= min_edge
+
+
+@numba.njit(cache=True)
+def _assign_lines(
+    g6: np.ndarray,
+    q_max: float,
+    centring: int,
+    two_theta: np.ndarray,
+    zero: float,
+    wavelength: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The hkl of the calculated line (2θ with the zero shift, degrees) nearest each line at
+    ``two_theta`` among :func:`reflections` up to ``q_max``, and how far it is, degrees
+    (infinite when there is none): one pass in place of enumerating, sorting and searching
+    the reflections with numpy in every round of the least squares."""
+    hkl = _enumerate_reflections(g6, q_max, centring)
+    n = two_theta.shape[0]
+    hkl_of_line = np.zeros((n, 3), dtype=np.int64)
+    delta = np.full(n, np.inf)
+    for r in range(hkl.shape[0]):
+        h, k, ell = hkl[r, 0], hkl[r, 1], hkl[r, 2]
+        q = (
+            g6[0] * h * h
+            + g6[1] * k * k
+            + g6[2] * ell * ell
+            + g6[3] * k * ell
+            + g6[4] * h * ell
+            + g6[5] * h * k
+        )
+        sine = math.sqrt(max(q, 0.0)) * wavelength / 2
+        if sine > 1:
+            continue
+        calc = math.degrees(2 * math.asin(sine)) + zero
+        for i in range(n):
+            distance = abs(calc - two_theta[i])
+            if distance < delta[i]:
+                delta[i] = distance
+                hkl_of_line[i, 0], hkl_of_line[i, 1], hkl_of_line[i, 2] = h, k, ell
+    return hkl_of_line, delta
 
 
 def _scored(
@@ -809,34 +832,30 @@ def _scored(
         return None
     q_obs = _line_q(two_theta, zero, wavelength)
     q_n = float(q_obs.max())
-    hkl = reflections(g6, q_n * 1.02 + 1e-6, centring)
-    if len(hkl) == 0:
-        return None
-    coefficients = hkl_coefficients(hkl) @ form.basis
-    q_calc = coefficients @ params
-    calc = two_theta_of_q(q_calc, wavelength) + zero
-    order = np.argsort(calc)
-    calc, hkl, q_calc, coefficients = calc[order], hkl[order], q_calc[order], coefficients[order]
-    nearest = _nearest(calc, two_theta)
-    delta = np.abs(calc[nearest] - two_theta)
+    q_max = q_n * 1.02 + 1e-6
+    hkl_of_line, delta = _assign_lines(
+        g6, q_max, CENTRING_CODES[centring], two_theta, zero, wavelength
+    )
     indexed = delta <= settings.tolerance_deg
     n_indexed = int(indexed.sum())
     if n_indexed == 0:
         return None
+    hkl_of_line = np.where(indexed[:, None], hkl_of_line, 0)
+    q_of_line = hkl_coefficients(hkl_of_line) @ g6
     # Distinct lines the lattice system allows up to the last line used (the ones whose
     # coefficients differ: symmetry-equivalent reflections are one line).
-    within = q_calc <= q_n * (1 + 1e-9) + 1e-12
-    n_calc = len(np.unique(np.round(coefficients[within], 6), axis=0))
+    coefficients = hkl_coefficients(reflections(g6, q_max, centring)) @ form.basis
+    within = coefficients @ params <= q_n * (1 + 1e-9) + 1e-12
+    n_calc = _distinct_rows(coefficients[within])
     # Discrepancies below the angle encoder's resolution are not information: floored there,
     # so that exact (simulated) positions give a finite M(N).
     slope = dq_dtwo_theta(two_theta[indexed] - zero, wavelength)
-    residual = np.maximum(np.abs(q_obs[indexed] - q_calc[nearest][indexed]), slope * MIN_SIGMA_DEG)
+    residual = np.maximum(np.abs(q_obs[indexed] - q_of_line[indexed]), slope * MIN_SIGMA_DEG)
     epsilon = float(np.mean(residual))
     mean_delta = float(np.mean(np.maximum(delta[indexed], MIN_SIGMA_DEG)))
     m = q_n / (2 * epsilon * max(n_calc, 1))
     f = n_indexed / (mean_delta * max(n_calc, 1))
-    hkl_of_line = np.where(indexed[:, None], hkl[nearest], 0)
-    calc_of_line = np.where(indexed, calc[nearest], np.nan)
+    calc_of_line = np.where(indexed, two_theta_of_q(q_of_line, wavelength) + zero, np.nan)
     return Cell(
         lattice_system=system,
         centring=centring,
@@ -850,6 +869,20 @@ def _scored(
         two_theta_calc=calc_of_line,
         cell=conventional_cell(system, centring, g6),
     )
+
+
+def _distinct_rows(coefficients: np.ndarray) -> int:
+    """How many distinct rows ``coefficients`` (whole numbers) has: each row read as one
+    integer in a mixed radix, which sorts far faster than rows do."""
+    if len(coefficients) == 0:
+        return 0
+    whole = np.round(coefficients).astype(np.int64)
+    whole -= whole.min(axis=0)
+    radix = whole.max(axis=0) + 1
+    if np.prod(radix.astype(float)) >= 2.0**62:
+        return len(np.unique(whole, axis=0))
+    places = np.concatenate([[1], np.cumprod(radix[:0:-1])])[::-1]
+    return len(np.unique(whole @ places))
 
 
 def conventional_cell(system: str, centring: str, g6: np.ndarray) -> dict[str, float]:
@@ -930,23 +963,30 @@ def search(
             params = _triclinic_trials(q_base, q_lines[: 2 * base])
         else:
             params = _solve_trials(system, q_base)
-        g6s = params @ form.basis.T
-        keep = _positive_definite(g6s)
-        params, g6s = params[keep], g6s[keep]
-        keep = (_volumes(g6s) <= settings.max_volume) & (_shortest_edges(g6s) >= MIN_CELL_EDGE)
+        g6s, keep = _trial_metrics(
+            np.ascontiguousarray(params), form.basis, settings.max_volume, MIN_CELL_EDGE
+        )
         params, g6s = params[keep], g6s[keep]
         if len(params) == 0:
             continue
-        params, g6s = _unique_rows(params, g6s)
         low = _line_q(quick - settings.search_tolerance_deg, zero, wavelength)
         high = _line_q(quick + settings.search_tolerance_deg, zero, wavelength)
+        tallies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        primitive = None
+        for centring in form.centrings:
+            for setting, _ in CENTRING_SETTINGS.get((system, centring), ((centring, None),)):
+                tallies[setting] = _counts(g6s, low, high, setting, max_misses, primitive)
+                if setting == "P":
+                    primitive = tallies[setting][0] >= 0
+        # Trial cells equal to an earlier one dropped, among those the count keeps.
+        passing = np.flatnonzero(np.any([count >= 0 for count, _ in tallies.values()], axis=0))
+        distinct = np.zeros(len(g6s), dtype=bool)
+        distinct[passing[_unique_rows(g6s[passing])]] = True
         for centring in form.centrings:
             found, counts, scores = [], [], []
             for setting, order in CENTRING_SETTINGS.get((system, centring), ((centring, None),)):
-                count, score = _count_indexed(
-                    np.ascontiguousarray(g6s), low, high, CENTRING_CODES[setting], max_misses
-                )
-                good = count >= 0
+                count, score = tallies[setting]
+                good = (count >= 0) & distinct
                 found.append(params[good] if order is None else params[good][:, list(order)])
                 counts.append(count[good])
                 scores.append(score[good])
@@ -961,15 +1001,64 @@ def search(
     return best
 
 
-def _unique_rows(params: np.ndarray, g6s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop trial cells equal to an earlier one to 1 part in 10⁵."""
+@numba.njit(cache=True)
+def _trial_metrics(
+    params: np.ndarray, basis: np.ndarray, max_volume: float, min_edge: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The metrics (A, B, C, D, E, F) of trial parameters (rows) and whether each is a cell
+    the search considers (:func:`_plausible`): one pass over the hundreds of thousands of
+    triclinic trials."""
+    n, p = params.shape
+    g6s = np.zeros((n, 6))
+    keep = np.zeros(n, dtype=np.bool_)
+    for t in range(n):
+        for i in range(6):
+            total = 0.0
+            for j in range(p):
+                if basis[i, j] != 0:
+                    total += basis[i, j] * params[t, j]
+            g6s[t, i] = total
+        keep[t] = _plausible_one(g6s[t], max_volume, min_edge)
+    return g6s, keep
+
+
+def _counts(
+    g6s: np.ndarray,
+    q_low: np.ndarray,
+    q_high: np.ndarray,
+    centring: str,
+    max_misses: int,
+    primitive: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_count_indexed` of the trial cells for one centring setting. A centring only
+    removes reflections, so a cell that misses too many lines as P (``primitive``: the
+    P count's passes, None when not counted) misses them centred too: only the others are
+    counted."""
+    code = CENTRING_CODES[centring]
+    if primitive is None or centring == "P":
+        return _count_indexed(g6s, q_low, q_high, code, max_misses)
+    counts = np.full(len(g6s), -1, dtype=np.int64)
+    scores = np.full(len(g6s), np.inf)
+    rows = np.flatnonzero(primitive)
+    if len(rows):
+        counts[rows], scores[rows] = _count_indexed(
+            np.ascontiguousarray(g6s[rows]), q_low, q_high, code, max_misses
+        )
+    return counts, scores
+
+
+def _unique_rows(g6s: np.ndarray) -> np.ndarray:
+    """Rows of the trial cells (metrics) that no earlier one equals to 1 part in 10⁵, in
+    order."""
+    if len(g6s) == 0:
+        return np.zeros(0, dtype=np.int64)
     keys = np.round(g6s / np.abs(g6s).max(axis=1, keepdims=True).clip(1e-12) * 1e5)
     keys = keys + np.round(np.log(np.abs(g6s[:, :1]) + 1e-12) * 1e5) * 1e6
     # One number per row: a fixed random projection of the integer keys.
     hashes = keys @ np.random.default_rng(0).uniform(1, 2, g6s.shape[1])
     _, first = np.unique(hashes, return_index=True)
     first.sort()
-    return params[first], g6s[first]
+    return first
 
 
 def _better(cell: Cell, other: Cell, settings: IndexSettings) -> bool:
