@@ -507,6 +507,7 @@ def _count_indexed(
         gk = (a * c - e * e / 4) / det
         # Q minimised over a real l: kk k² + hk h k + hh h², the metric of the projection
         # along c*; the k whose minimum lies beyond the line cannot index it.
+        inverse_2c = 1 / (2 * c)
         kk = b - d * d / (4 * c)
         hk = f - d * e / (2 * c)
         hh = a - e * e / (4 * c)
@@ -518,9 +519,11 @@ def _count_indexed(
             half = 0.5 * (q_high[i] - q_low[i])
             h_max = int(math.sqrt(q_high[i] * gh)) + 1
             k_max = int(math.sqrt(q_high[i] * gk)) + 1
+            # Distances |Q - Q_mid| in Å⁻², in half-intervals once the line is done.
+            enough = CLOSE_ENOUGH * half
             nearest = np.inf
             for h in range(0, h_max + 1):
-                if nearest < CLOSE_ENOUGH:
+                if nearest < enough:
                     break
                 k_start = -k_max if h > 0 else 0
                 k_stop = k_max
@@ -531,29 +534,22 @@ def _count_indexed(
                 k_stop = min(k_stop, math.ceil((-hk * h + math.sqrt(reach)) / (2 * kk)) + 1)
                 for k in range(k_start, k_stop + 1):
                     lin = d * k + e * h
-                    rest = a * h * h + b * k * k + f * h * k - q_mid
-                    disc = lin * lin - 4 * c * rest
+                    base = a * h * h + b * k * k + f * h * k
+                    disc = lin * lin - 4 * c * (base - q_mid)
                     root = math.sqrt(disc) if disc > 0 else 0.0
                     for sign in (-1.0, 1.0):
                         if sign > 0 and root == 0.0:
                             break
-                        l0 = math.floor((-lin + sign * root) / (2 * c))
+                        l0 = math.floor((-lin + sign * root) * inverse_2c)
                         for ell in (l0, l0 + 1):
                             if h == 0 and k == 0 and ell <= 0:
                                 continue
                             if not _allowed_one(h, k, ell, centring):
                                 continue
-                            q = (
-                                a * h * h
-                                + b * k * k
-                                + c * ell * ell
-                                + d * k * ell
-                                + e * h * ell
-                                + f * h * k
-                            )
-                            distance = abs(q - q_mid) / half
+                            distance = abs((c * ell + lin) * ell + base - q_mid)
                             if distance < nearest:
                                 nearest = distance
+            nearest /= half
             if nearest <= 1.0:
                 found += 1
                 total += nearest * nearest
@@ -642,26 +638,25 @@ def _lexicographic_minimum(stacked: np.ndarray) -> np.ndarray:
     return mask
 
 
+@cache
+def _inverse_assignments(system: str) -> np.ndarray:
+    """The inverses of the regular :func:`_assignments` (trials x P x P): one matrix product
+    per choice of base lines gives every trial."""
+    assignments = _assignments(system)
+    regular = np.abs(np.linalg.det(assignments)) > 1e-9
+    return np.linalg.inv(assignments[regular])
+
+
 def _solve_trials(system: str, q_base: np.ndarray) -> np.ndarray:
     """Trial parameters (trials x P) from every P of the base lines' Q and every seed
-    assignment; non-positive-definite and duplicate cells dropped."""
-    form = FORMS[system]
-    p = form.n_parameters
-    assignments = _assignments(system)
-    determinants = np.linalg.det(assignments) if p > 1 else None
-    results = []
-    for lines in itertools.combinations(range(len(q_base)), p):
-        rhs = q_base[list(lines)]
-        if p == 1:
-            solutions = rhs[0] / assignments[:, 0, 0]
-            results.append(solutions[:, None])
-            continue
-        good = np.abs(determinants) > 1e-9
-        rhs_batch = np.broadcast_to(rhs[:, None], (int(good.sum()), p, 1))
-        solutions = np.linalg.solve(assignments[good], rhs_batch)[..., 0]
-        results.append(solutions)
-    trials = np.concatenate(results)
-    return trials
+    assignment (the choices of lines in turn, each with every assignment)."""
+    p = FORMS[system].n_parameters
+    lines = np.array(list(itertools.combinations(range(len(q_base)), p)))
+    rhs = q_base[lines]  # choices x P
+    if p == 1:
+        return (rhs / _assignments(system)[:, 0, 0]).reshape(-1, 1)
+    inverses = _inverse_assignments(system)
+    return np.ascontiguousarray((inverses @ rhs.T).transpose(2, 0, 1)).reshape(-1, p)
 
 
 def _triclinic_trials(q_base: np.ndarray, q_lines: np.ndarray) -> np.ndarray:
