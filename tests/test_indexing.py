@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from xrdsym import indexing
 from xrdsym.augmentation import AugmentSettings, augment_patterns
 from xrdsym.diffraction import PeakTable, TwoThetaGrid, simulate_peaks
 from xrdsym.errors import ParamsError, XrdsymError
@@ -293,3 +294,38 @@ def test_bad_input_and_settings():
         )
     with pytest.raises(ParamsError, match=r"unknown key 'index\.colour'"):
         IndexSettings.from_params({"colour": 1})
+
+
+def test_centred_counts_only_where_the_primitive_count_passes():
+    # The shortcut of the search: a centring removes reflections, so a trial the P count
+    # rejects is rejected centred too, and counting only the P survivors changes nothing.
+    rng = np.random.default_rng(3)
+    lengths = rng.uniform(3, 12, (400, 3))
+    g6s = np.zeros((400, 6))
+    g6s[:, :3] = 1 / lengths**2
+    g6s[:, 4] = rng.uniform(-0.3, 0.3, 400) * g6s[:, 0]
+    two_theta = np.sort(rng.uniform(10, 60, 12))
+    low = indexing.q_of_two_theta(two_theta - 0.06, CU_KA1)
+    high = indexing.q_of_two_theta(two_theta + 0.06, CU_KA1)
+    primitive = indexing._count_indexed(g6s, low, high, 0, 6)[0] >= 0
+    assert 0 < primitive.sum() < len(g6s)
+    for centring in ("I", "F", "C", "A", "B"):
+        code = indexing.CENTRING_CODES[centring]
+        expected = indexing._count_indexed(g6s, low, high, code, 6)
+        found = indexing._counts(g6s, low, high, centring, 6, primitive)
+        np.testing.assert_array_equal(found[0], expected[0])
+        np.testing.assert_array_equal(found[1], expected[1])
+
+
+def test_distinct_rows_and_trial_solutions_match_the_plain_numpy_ones():
+    rng = np.random.default_rng(4)
+    for rows in (0, 1, 50, 300):
+        coefficients = rng.integers(-4, 40, (rows, 4)).astype(float)
+        expected = len(np.unique(coefficients, axis=0)) if rows else 0
+        assert indexing._distinct_rows(coefficients) == expected
+    q_base = np.array([0.02, 0.031, 0.045, 0.052, 0.07, 0.081])
+    assignments = indexing._assignments("monoclinic")
+    regular = assignments[np.abs(np.linalg.det(assignments)) > 1e-9]
+    first = np.linalg.solve(regular, np.broadcast_to(q_base[:4, None], (len(regular), 4, 1)))
+    found = indexing._solve_trials("monoclinic", q_base)
+    np.testing.assert_allclose(found[: len(regular)], first[..., 0], rtol=1e-9, atol=1e-15)

@@ -12,8 +12,10 @@ monoclinic, b unique: four; triclinic: six). The search, per lattice system:
    terms the lines at Q(a*) + Q(b*) ± F allow (Ito's relation, Visser 1969). Each trial is
    made at every zero shift of a small grid, since the zero error moves low-angle lines most.
 2. **A quick count** (compiled with numba): how many of the first lines each trial cell
-   indexes within the search tolerance, every line's hkl solved for directly; the trials that
-   index enough lines go on.
+   indexes within the search tolerance, every line's hkl solved for directly (l from the
+   quadratic at each h, k inside the cell's reach); the trials that index enough lines go on,
+   less those equal to an earlier one. A centring only removes reflections, so the centred
+   settings are counted only on the trials the P count keeps.
 3. **Least squares** on every indexed line of the ``n_lines`` together with the zero shift,
    alternating with re-indexing, then the figures of merit: de Wolff's M(N) = Q_N / (2 ε̄
    N_calc) (de Wolff 1968) and Smith & Snyder's F(N) = N / (|Δ2θ|̄ N_calc) (1979), N_calc
