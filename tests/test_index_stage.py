@@ -278,3 +278,19 @@ def test_a_model_without_a_combiner_still_predicts_and_says_so(model_dir, capsys
 
     printed = capsys.readouterr()
     assert printed.err.count("no combiner") == 1 and "lattice" not in printed.out
+
+
+def test_extra_structure_sets_are_scored_for_the_combination_too(model_dir, store, tmp_path):
+    combined, _ = _combined_model(model_dir, store, tmp_path)
+    folder = tmp_path / "real"
+    folder.mkdir()
+    _cubic(5.64).to(filename=str(folder / "nacl.cif"))
+    _hexagonal(3.21, 5.21).to(filename=str(folder / "mg.cif"))
+
+    metrics, table, _ = evaluate.score_structure_set(load_classifier(combined), folder, 1)
+
+    assert metrics["n_test"] == 2 and set(metrics["combined"]) >= {"accuracy", "macro_f1"}
+    # A structure is indexed from its calculated lines, as `xrdsym index` reads a CIF.
+    assert metrics["indexing"]["accuracy"] == 1
+    assert list(table["indexing"]) == list(table["actual"])
+    assert set(table["combined"]) <= set(CLASSES)

@@ -352,21 +352,33 @@ class Prepared:
 
 
 def with_indexing(
-    ready: Prepared, two_theta: np.ndarray, intensities: np.ndarray, meta: dict[str, Any]
+    ready: Prepared,
+    meta: dict[str, Any],
+    scan: tuple[np.ndarray, np.ndarray] | None = None,
+    structure: Any = None,
 ) -> Prepared:
-    """``ready`` with the peaks and indexing of its scan (2θ in degrees at ``ready``'s
-    wavelength, intensities; where the intensities are 0 at either end, not measured), found
-    with the settings of the model's combiner, as the index stage found them for the
-    patterns it was fitted on; ``ready`` itself for a model without a combiner."""
+    """``ready`` with the peaks and indexing of its ``scan`` (2θ in degrees at ``ready``'s
+    wavelength, intensities; zeros at either end are not measured) or of its ``structure``'s
+    calculated lines (as ``xrdsym index`` reads a CIF structure), found with the settings of
+    the model's combiner, as the index stage found them for the patterns it was fitted on;
+    ``ready`` itself for a model without a combiner."""
     record = meta.get("combiner")
     if record is None:
         return ready
-    from xrdsym.index_scans import IndexedPattern, index_measured_part, search_settings
+    from xrdsym.index_scans import (
+        IndexedPattern,
+        index_measured_part,
+        index_peaks,
+        search_settings,
+        structure_peaks,
+    )
 
     peak_settings, index_settings = search_settings(record["peaks"], record["index"])
-    peaks, result = index_measured_part(
-        two_theta, intensities, ready.wavelength, peak_settings, index_settings
-    )
+    if structure is not None:
+        peaks = structure_peaks(structure, ready.wavelength)
+        result = index_peaks(peaks, index_settings)
+    else:
+        peaks, result = index_measured_part(*scan, ready.wavelength, peak_settings, index_settings)
     return replace(ready, indexed=IndexedPattern("", "", peaks, result))
 
 
@@ -425,7 +437,7 @@ def prepare_structure(structure: Any, meta: dict[str, Any]) -> Prepared:
     )
     wavelength = parse_wavelength(settings["wavelength"])
     ready = Prepared(intensities, wavelength, 1.0, model_input_settings(meta))
-    return with_indexing(ready, model_grid(meta).values, intensities, meta)
+    return with_indexing(ready, meta, structure=structure)
 
 
 def top_k(probabilities: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
@@ -649,7 +661,7 @@ def prepare_pattern(
         model_grid(meta),
         measured_settings(meta, background, smooth),
     )
-    return with_indexing(ready, pattern.two_theta, pattern.intensities, meta)
+    return with_indexing(ready, meta, scan=(pattern.two_theta, pattern.intensities))
 
 
 @dataclass

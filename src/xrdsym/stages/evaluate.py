@@ -46,6 +46,7 @@ from xrdsym.plots import (
 from xrdsym.prediction import (
     COVERAGES,
     Classifier,
+    combined_probabilities,
     load_classifier,
     model_members,
     prepare_structure,
@@ -104,6 +105,11 @@ def run(
         print(
             f"evaluate: {folder}: accuracy {extra.get('accuracy', float('nan')):.3f} on "
             f"{extra['n_test']} structures, {extra['n_rejected']} rejected"
+            + (
+                f"; combined with the indexing {extra['combined']['accuracy']:.3f}"
+                if "combined" in extra
+                else ""
+            )
         )
     started = time.perf_counter()
     robustness = score_robustness(classifier, patterns_dir, params["evaluate"]["robustness"])
@@ -422,13 +428,14 @@ def score_robustness(
 
 
 def _label_and_simulate(record: StructureRecord, meta: dict[str, Any]) -> tuple | str:
-    """Space group, crystal system and model-ready pattern of one structure, or why not."""
+    """Space group, crystal system and the model-ready pattern of one structure (with its
+    indexing, for a model with a combiner), or why not."""
     settings = meta["preprocessing"]["pattern"]
     try:
         space_group, crystal_system, _ = analyse_symmetry(
             record.structure, settings["symprec"], settings["angle_tolerance"]
         )
-        return space_group, crystal_system, prepare_structure(record.structure, meta).intensities
+        return space_group, crystal_system, prepare_structure(record.structure, meta)
     except Exception as exc:  # pymatgen or spglib failing on one structure is recorded
         return f"{exc.__class__.__name__}: {exc}"
 
@@ -483,11 +490,22 @@ def score_structure_set(
         else None
     )
     member_outputs = classifier.member_outputs(
-        classifier.network_inputs(classifier.inputs(np.stack(patterns)))
+        classifier.network_inputs(classifier.inputs(np.stack([p.intensities for p in patterns])))
     )
     metrics = classifier_scores(classifier, member_outputs, y_true, y_space_group)
     metrics["n_rejected"] = len(rejects)
     probabilities = classifier.ensemble_probabilities(member_outputs)[PRIMARY_HEAD]
-    table["predicted"] = np.asarray(classifier.classes)[np.argmax(probabilities, axis=1)]
+    classes = classifier.classes
+    table["predicted"] = np.asarray(classes)[np.argmax(probabilities, axis=1)]
     table["probability"] = probabilities.max(axis=1).round(4)
+    if classifier.combiner is not None:
+        # The network's answers above, the combination's here: the same patterns, indexed.
+        combined = combined_probabilities(classifier, probabilities, patterns)
+        indexed = [indexed_crystal_system(p.indexed.result.lattice_system) for p in patterns]
+        y_indexed = np.array([classes.index(s) if s in classes else -1 for s in indexed])
+        metrics["indexing"] = brief_scores(y_true, y_indexed, classes)
+        metrics["combined"] = brief_scores(y_true, combined.argmax(axis=1), classes)
+        table["indexing"] = indexed
+        table["combined"] = np.asarray(classes)[combined.argmax(axis=1)]
+        table["combined_probability"] = combined.max(axis=1).round(4)
     return metrics, table, rejects
