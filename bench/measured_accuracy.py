@@ -13,14 +13,17 @@ import argparse
 import os
 import platform
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import xrdsym
+from xrdsym.hybrid import indexed_crystal_system
 from xrdsym.inference import SPACE_GROUP_HEAD
 from xrdsym.io import write_json
 from xrdsym.measured import parse_wavelength
 from xrdsym.prediction import (
+    NO_ANSWER,
     Classifier,
     classify,
     find_inputs,
@@ -60,6 +63,20 @@ def score_set(
         space_groups=classifier.heads.get(SPACE_GROUP_HEAD),
     )
     significance = [p.peak_significance for p in predictions if p.peak_significance is not None]
+    if any(p.indexed is not None for p in predictions):
+        # A model with a combiner: the network alone and the indexing alone on the same scans.
+        indexed = [indexed_crystal_system(p.indexed.result.lattice_system) for p in predictions]
+        alone = {
+            "network_alone": [replace(p, top=p.network_top) for p in predictions],
+            "indexing_alone": [
+                replace(p, top=[(system or NO_ANSWER, 1.0)])
+                for p, system in zip(predictions, indexed, strict=True)
+            ],
+        }
+        for name, answers in alone.items():
+            scores[name] = score_predictions(answers, labels, target, classifier.classes)[
+                "crystal_system"
+            ]
     return scores | {
         # Every scan here holds peaks: how close the no-peaks check comes to calling one empty.
         "no_peaks": sum(p.no_peaks for p in predictions),
@@ -82,6 +99,13 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
         if part is None:
             lines.append(f"| {name} | 0 | | | | |")
             continue
+        for alone in ("network_alone", "indexing_alone"):
+            if alone in scores:
+                other = scores[alone]
+                lines.append(
+                    f"| {name}, {alone.replace('_', ' ')} | {other['n']} | "
+                    f"{other['accuracy']:.3f} | {other['macro_f1']:.3f} | | |"
+                )
         recall = ", ".join(
             f"{cls} {row['recall']:.2f} ({row['support']})" for cls, row in part["recall"].items()
         )

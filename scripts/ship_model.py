@@ -6,6 +6,11 @@
 
 Run it in the workspace of the run being shipped (after `dvc repro`, `dvc exp run` or
 `dvc exp apply`, whose params.yaml, dvc.lock and metrics are then those of the run).
+
+A network shipped before that only got a combiner (`xrdsym combine`, after
+`xrdsym index-patterns` on the store it was trained on) is shipped with
+``--network-provenance``: the network's own provenance is kept under ``network``, and
+params.yaml and dvc.lock are those of the index stage's workspace.
 `xrdsym predict` uses the shipped model when no --model is given. The provenance file records
 the git commit, the params, the data (DVC's hashes of the pattern set and the model), the test
 metrics and how to reproduce it.
@@ -51,6 +56,12 @@ def main() -> None:
         default=None,
         help="bench/measured_accuracy.py's JSON for this model (measured dev sets), if run",
     )
+    parser.add_argument(
+        "--network-provenance",
+        type=Path,
+        default=None,
+        help="for a combiner added to a network shipped before: that network's provenance.json",
+    )
     args = parser.parse_args()
     meta = read_model_meta(args.model)
     members = model_members(meta)
@@ -61,6 +72,7 @@ def main() -> None:
                 "predict can run without Keras"
             )
     lock = yaml.safe_load(Path("dvc.lock").read_text())
+    network = json.loads(args.network_provenance.read_text()) if args.network_provenance else None
     provenance = {
         "reproduce": args.reproduce,
         "chosen_because": args.why,
@@ -69,15 +81,22 @@ def main() -> None:
         # so the run's own params and data hashes are recorded below.
         "git_commit": _git("rev-parse", "HEAD").strip(),
         "params": yaml.safe_load(Path("params.yaml").read_text()),
-        "data": _stage_outputs(lock, "patterns") | _stage_outputs(lock, "train"),
+        "data": _stage_outputs(lock, "patterns")
+        | (_stage_outputs(lock, "train") if network is None else {}),
         "model": {key: meta[key] for key in ("model", "classes", "params_hash", "keras_backend")}
         | {"heads": list(model_heads(meta)), "ensemble_members": len(members)},
         "test_metrics": json.loads(args.metrics.read_text()),
         "measured_dev_sets": json.loads(args.measured.read_text()) if args.measured else None,
     }
+    if "combiner" in meta:
+        provenance["combiner"] = {k: v for k, v in meta["combiner"].items() if k != "features"}
+    if network is not None:
+        provenance["network"] = network
     with atomic_path(SHIPPED) as tmp:
         tmp.mkdir()
         shutil.copy2(args.model / META_FILE, tmp / META_FILE)
+        if "combiner" in meta:
+            shutil.copy2(args.model / meta["combiner"]["file"], tmp / meta["combiner"]["file"])
         for member in members:
             shutil.copy2(args.model / member["inference"], tmp / member["inference"])
             # Without the optimizer's state (two more copies of every weight): inference only.

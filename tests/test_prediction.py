@@ -8,6 +8,7 @@ import pytest
 from conftest import CLASSES, GRID
 from pymatgen.io.cif import CifWriter
 
+import xrdsym
 from xrdsym.cli import main
 from xrdsym.diffraction import TwoThetaGrid, pattern_from_structure, simulate_peaks
 from xrdsym.errors import XrdsymError
@@ -356,6 +357,7 @@ def test_shipped_model_classifies_every_sample_as_keras_would():
     provenance = json.loads((SHIPPED / "provenance.json").read_text())
     assert len(provenance["git_commit"]) == 40 and provenance["test_metrics"]["n_test"] > 0
     assert provenance["reproduce"].startswith("dvc exp run")
+    assert "xrdsym combine" in provenance["reproduce"] and provenance["combiner"]["n_fit"] > 0
     by_numpy = load_classifier(SHIPPED)
     reading = prepare_files(
         by_numpy.meta,
@@ -639,8 +641,8 @@ def test_space_group_model_scores_groups_and_the_systems_they_imply(tmp_path):
 
 
 def test_min_confidence_reports_uncertain_patterns(tmp_path, capsys):
-    """Pure noise leaves the shipped model less sure (cubic 0.83) than halite (cubic 0.95);
-    at 0.999 nothing is sure."""
+    """Pure noise gets no answer (uncertain), halite's scan a sure one (cubic 0.94); at 0.999
+    nothing is sure."""
     noise = _noise_scan(tmp_path / "noise.xy")
     labels = tmp_path / "labels.csv"
     labels.write_text("file,crystal_system\nnacl_cu.xy,cubic\nnoise.xy,cubic\n")
@@ -651,7 +653,7 @@ def test_min_confidence_reports_uncertain_patterns(tmp_path, capsys):
     printed = capsys.readouterr()
     table = dict(line.split("\t", 1) for line in printed.out.splitlines() if "\tmeasured\t" in line)
     assert "uncertain" not in table[str(DATA / "nacl_cu.xy")]
-    assert table[str(noise)].endswith("\tnone: no peak stands out of the noise")
+    assert "\tnone: no peak stands out of the noise\tnot indexed (0 peaks)" in table[str(noise)]
     assert "uncertain: 1 of 2 patterns (top probability below 0.9)" in printed.err
     assert "coverage 0.50, accuracy on answered 1.00, accuracy over all 0.50" in printed.out
     out = tmp_path / "out.json"
@@ -678,9 +680,9 @@ def test_predict_says_when_no_peak_stands_out_of_the_noise(tmp_path, capsys):
 
     printed = capsys.readouterr()
     table = dict(line.split("\t", 1) for line in printed.out.splitlines() if "\t" in line)
-    assert table[str(noise)].endswith("\tnone: no peak stands out of the noise")
-    assert "no peaks" not in table[str(DATA / "nacl_cu.xy")]
-    assert f"warning: {noise}: no peak stands out of the noise (strongest " in printed.err
+    assert "\tnone: no peak stands out of the noise\tnot indexed (0 peaks)" in table[str(noise)]
+    assert "no peak" not in table[str(DATA / "nacl_cu.xy")]
+    assert f"warning: {noise}: no peak stands out of the noise: not a crystalline" in printed.err
     assert printed.err.count("no peak stands out") == 1
     assert main([*command, "--json", str(out)]) == 0
     rows = {row["source"]: row for row in json.loads(out.read_text())["patterns"]}
@@ -735,3 +737,33 @@ def test_predict_reads_the_measured_block_not_the_simulated_one(tmp_path, capsys
         f"warning: skipped calculated block {cif}#NaCl_phase_1_simulated_ (simulated powder "
         "data, not measured)" in capsys.readouterr().err
     )
+
+
+def test_the_shipped_model_answers_rock_salt_in_noise_and_not_noise_or_glass(rock_salt):
+    """The shipped model indexes: rock salt's pattern under the same Poisson noise as a flat
+    scan stays cubic with its cell, while the flat scan and an amorphous hump get no crystal
+    system."""
+    two_theta = np.arange(5, 90, 0.02)
+    background = 100 + 900 * np.exp(-4 * np.log(2) * ((two_theta - 25) / 10) ** 2)
+    rng = np.random.default_rng(3)
+    peaks = simulate_peaks(rock_salt, 1.5406, (5, 90))
+    profile = np.zeros_like(two_theta)
+    for position, height in zip(peaks.two_theta, peaks.intensities, strict=True):
+        profile += 30 * height * np.exp(-4 * np.log(2) * ((two_theta - position) / 0.1) ** 2)
+    scans = {
+        "noise": rng.poisson(np.full(two_theta.size, 100.0)),
+        "glass": rng.poisson(background),
+        "rock_salt": rng.poisson(100 + profile),
+    }
+    results = {
+        name: xrdsym.predict((two_theta, counts), wavelength=1.5406)[0]
+        for name, counts in scans.items()
+    }
+
+    for name in ("noise", "glass"):
+        assert results[name].crystal_system is None
+        assert {"no_peaks", "uncertain"} <= set(results[name].flags)
+    rock_salt = results["rock_salt"]
+    assert rock_salt.crystal_system == "cubic" and rock_salt.lattice_system == "cubic"
+    assert rock_salt.cell["a"] == pytest.approx(5.64, abs=0.01)
+    assert "no_peaks" not in rock_salt.flags and "unindexed" not in rock_salt.flags

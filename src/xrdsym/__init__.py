@@ -19,7 +19,7 @@ Example (from the repository root; ``tests/data`` holds sample scans):
 >>> import xrdsym
 >>> [result] = xrdsym.predict("tests/data/nacl_cu.xy")
 >>> result.crystal_system, round(result.confidence, 2)
-('cubic', 0.95)
+('cubic', 0.94)
 """
 
 from __future__ import annotations
@@ -79,9 +79,11 @@ def predict(
 
     Returns:
         One result per pattern, in the order of the inputs (a folder's files sorted; a CIF
-        may hold several patterns): ``crystal_system``, ``confidence``, ``probabilities``
-        (every class, calibrated), ``flags`` (``uncertain``, ``no_peaks``,
-        ``partial_coverage``), ``warnings`` and ``to_dict()``.
+        may hold several patterns): ``crystal_system`` (None for a scan without peaks),
+        ``confidence``, ``probabilities`` (every class, calibrated; for a model with a
+        combiner, of the network and the indexing together), ``lattice_system`` and
+        ``cell`` (the indexed cell, for a model that indexes), ``flags`` (``uncertain``,
+        ``no_peaks``, ``unindexed``, ``partial_coverage``), ``warnings`` and ``to_dict()``.
 
     Raises:
         XrdsymError: for the first input that cannot be classified (missing or unreadable
@@ -98,7 +100,9 @@ def predict(
         >>> result.flags
         ('partial_coverage',)
         >>> [(name, round(p, 2)) for name, p in result.top]
-        [('cubic', 0.95), ('trigonal', 0.02), ('tetragonal', 0.02)]
+        [('cubic', 0.94), ('trigonal', 0.03), ('tetragonal', 0.02)]
+        >>> result.lattice_system, round(result.cell["c"], 3)
+        ('cubic', 5.64)
         >>> row = result.to_dict()  # plain types, for JSON
         >>> row["source"], row["crystal_system"], row["flags"]
         ('tests/data/nacl_cu.xy', 'cubic', ['partial_coverage'])
