@@ -666,9 +666,9 @@ def _triclinic_trials(q_base: np.ndarray, q_lines: np.ndarray) -> np.ndarray:
     and E are 0 or what makes a line Q(a*) + Q(b*) ± |F| (Ito's zone relation), |F| < 2
     √(Q(a*) Q(b*)) as a positive-definite metric allows: not only the reduced cell's |F| <=
     the smaller Q, so that a cell whose reduced b* or c* is too weak to be among the base
-    lines is still found in a setting with a longer axis; D likewise from Q(b*) + Q(c*) ± D, or from a line at
-    Q(±a* ± b* + c*) once E and F are fixed, for a b* ± c* too weak to be seen. The signs of E
-    and F are fixed by choosing the axes' directions."""
+    lines is still found in a setting with a longer axis; D likewise from Q(b*) + Q(c*) ± D,
+    or from a line at Q(±a* ± b* + c*) once E and F are fixed, for a b* ± c* too weak to be
+    seen. The signs of E and F are fixed by choosing the axes' directions."""
     trials = []
     tol = 1e-9
 
