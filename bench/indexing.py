@@ -341,8 +341,16 @@ def main() -> None:
     parser.add_argument("--sets", type=Path, default=None, help="folders with labels.csv")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("bench/results/indexing.json"))
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds per pattern in place of params' index.time_budget_s",
+    )
     args = parser.parse_args()
     params = load_params(args.params)
+    if args.time_budget is not None:
+        params["index"] = params["index"] | {"time_budget_s": args.time_budget}
     report: dict[str, Any] = {
         "command": " ".join(["python", *sys.argv]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
