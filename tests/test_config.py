@@ -120,7 +120,7 @@ def test_a_stage_may_declare_one_part_of_a_section(params):
     selected = stage_params(params, ("seed", "train.augment"))
     assert set(selected) == {"seed", "train"} and set(selected["train"]) == {"augment"}
     bad = {**params, "train": {**params["train"], "augment": {"enabled": "yes"}}}
-    with pytest.raises(ParamsError, match="train.augment"):
+    with pytest.raises(ParamsError, match=r"train\.augment"):
         stage_params(bad, ("train.augment",))
-    with pytest.raises(ParamsError, match="missing key 'train.nothing'"):
+    with pytest.raises(ParamsError, match=r"missing key 'train\.nothing'"):
         stage_params(params, ("train.nothing",))
