@@ -121,7 +121,9 @@ def test_the_stage_indexes_every_validation_and_test_pattern(store, tmp_path):
     assert sum(metrics["per_split"]["test"]["reasons"].values()) == 3
     assert not (tmp_path / index_stage.CHUNKS_DIR).exists()
     settings = json.loads((out / index_stage.SETTINGS_FILE).read_text())
-    assert settings["augment"] == CLEAN and settings["index"]["n_lines"] == 20
+    # How the patterns were measured: train.augment less its training threads.
+    assert settings["augment"] == {k: v for k, v in CLEAN.items() if k != "workers"}
+    assert settings["index"]["n_lines"] == 20
 
 
 def test_a_stopped_run_resumes_from_its_finished_chunks(store, tmp_path, monkeypatch):
@@ -200,9 +202,55 @@ def test_a_combiner_is_fitted_on_validation_patterns_alone(model_dir, store, tmp
     meta = json.loads((combined / "model.json").read_text())
     assert meta["combiner"]["n_fit"] == 6 and meta["combiner"]["index"]["n_lines"] == 20
     assert load_classifier(combined).combiner is not None
-    assert load_classifier(model_dir).combiner is None
+    assert load_classifier(combined).combiner_note is None
+    assert "no combiner" in load_classifier(model_dir).combiner_note
     with pytest.raises(XrdsymError, match="test patterns not indexed"):
         index_stage.read_features(tmp_path / "index", "test", ["s6"])
+    # No test pattern indexed: evaluate leaves the measured test split out, in one line.
+    assert (
+        evaluate.score_with_indexing(load_classifier(combined), store, tmp_path / "index", tmp_path)
+        is None
+    )
+
+
+def test_a_sample_of_the_validation_split_is_measured_as_the_stage_measured_it(
+    model_dir, store, tmp_path
+):
+    index_dir = _index(store, tmp_path, per_split={"val": 4, "test": 0})
+    out = tmp_path / "combined"
+
+    combine_existing(model_dir, store, index_dir, out)
+
+    assert json.loads((out / "model.json").read_text())["combiner"]["n_fit"] == 4
+    ids, patterns, _ = split_patterns(
+        store, "val", CLASSES, "crystal_system", AugmentSettings.from_params(CLEAN), 0, 4
+    )
+    assert sorted(ids) == sorted(pd.read_csv(index_dir / FEATURES_FILE, dtype={"id": str})["id"])
+    rows = [
+        index_stage.index_row(
+            p, GRID.values, 1.5418, *index_stage.search_settings(PARAMS["peaks"], PARAMS["index"])
+        )["n_peaks"]
+        for p in patterns
+    ]
+    table = pd.read_csv(index_dir / FEATURES_FILE, dtype={"id": str}).set_index("id")
+    assert rows == list(table.loc[ids, "n_peaks"])
+
+
+def test_a_combiner_of_another_scikit_learn_is_not_used_and_predict_says_so(
+    model_dir, store, tmp_path, capsys
+):
+    combined, _ = _combined_model(model_dir, store, tmp_path)
+    meta = json.loads((combined / "model.json").read_text())
+    meta["combiner"]["sklearn_version"] = "0.1"
+    (combined / "model.json").write_text(json.dumps(meta))
+
+    classifier = load_classifier(combined)
+
+    assert classifier.combiner is None and "scikit-learn 0.1" in classifier.combiner_note
+    assert main(["predict", str(DATA / "nacl_cu.xy"), "--model", str(combined)]) == 0
+    printed = capsys.readouterr()
+    assert "combiner not used (made with scikit-learn 0.1" in printed.err
+    assert "cubic F a=5.640" in printed.out  # the indexing is still shown
 
 
 def test_evaluate_scores_network_indexing_combination_and_the_ceiling(model_dir, store, tmp_path):
@@ -270,7 +318,7 @@ def test_predict_shows_the_cell_and_gives_no_crystal_system_without_peaks(
         assert row["lattice_system"] is None and row["n_peaks"] == 0
     assert main(["predict", str(DATA / "nacl_cu.xy"), "--model", str(combined)]) == 0
     printed = capsys.readouterr()
-    assert "cubic F a=5.640" in printed.out and "no combiner" not in printed.err
+    assert "cubic F a=5.640" in printed.out and "combiner" not in printed.err
 
 
 def test_a_model_without_a_combiner_still_predicts_and_says_so(model_dir, capsys):

@@ -100,7 +100,6 @@ def _predict(args: argparse.Namespace) -> int:
     from xrdsym.inference import SPACE_GROUP_HEAD
     from xrdsym.measured import parse_wavelength
     from xrdsym.prediction import (
-        NO_COMBINER_NOTE,
         check_options,
         classify,
         find_inputs,
@@ -152,8 +151,8 @@ def _predict(args: argparse.Namespace) -> int:
         f"model: {model_dir} ({origin}), {meta['model']}, run by {classifier.engine}",
         file=sys.stderr,
     )
-    if classifier.combiner is None:
-        print(f"note: {NO_COMBINER_NOTE}", file=sys.stderr)
+    if classifier.combiner_note is not None:
+        print(f"note: {classifier.combiner_note}", file=sys.stderr)
     predictions = classify(classifier, reading.prepared, args.top_k)
     # What the classes are: crystal systems, or space-group numbers.
     target = meta.get("target", "crystal_system")

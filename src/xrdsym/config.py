@@ -75,7 +75,9 @@ def stage_params(params: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     parts = []
     for key in keys:
         section, _, part = key.partition(".")
-        if section not in params or (part and part not in (params[section] or {})):
+        if part and section in params and not isinstance(params[section], dict):
+            raise _fail(section, params[section], "must be a mapping")
+        if section not in params or (part and part not in params[section]):
             raise ParamsError(f"params.yaml: missing key '{key}'")
         if part:
             selected.setdefault(section, {})[part] = params[section][part]

@@ -57,10 +57,10 @@ TREE_SETTINGS = {
 }
 # Probabilities are clipped here before their logarithm (a float32 softmax can give 0).
 _TINY = 1e-6
-# What a missing feature reads as: every feature is >= 0 but the zero shift, within ±0.5
-# degrees. (Not NaN: scikit-learn's binning fails on a column that is NaN throughout, as a
-# lattice system never searched in a fold is.)
-MISSING = -1.0
+# What a missing feature reads as: far below any feature's value (every one is >= 0 but the
+# zero shift, a fraction of a degree). (Not NaN: scikit-learn's binning fails on a column
+# that is NaN throughout, as a lattice system never searched in a fold is.)
+MISSING = -1000.0
 
 
 def index_features(n_peaks: int, result: IndexResult) -> dict[str, float]:
@@ -147,12 +147,16 @@ class Combiner:
         y_true: np.ndarray,
         classes: Sequence[str],
         seed: int,
+        class_weight: str = "balanced",
     ) -> Combiner:
         """Fit on patterns the network did not train on: its calibrated probabilities (N x
         classes), their indexing features and true class indices. The temperature is fitted
         on out-of-fold probabilities (CALIBRATION_FOLDS stratified folds, fewer for a class
         with fewer patterns; none, temperature 1, when one has a single pattern), the trees
-        then on every pattern. ValueError for patterns of fewer than two classes."""
+        then on every pattern. ``class_weight``: "balanced" weighs every class alike (as
+        train.class_weight does the network's loss; the probabilities then hold for balanced
+        classes), "none" weighs every pattern alike. ValueError for patterns of fewer than
+        two classes."""
         from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
         x = combiner_inputs(network_probabilities, features)
@@ -167,20 +171,23 @@ class Combiner:
                 min(CALIBRATION_FOLDS, smallest), shuffle=True, random_state=seed
             )
             out_of_fold = _all_classes(
-                cross_val_predict(_trees(seed), x, y, cv=splitter, method="predict_proba"),
+                cross_val_predict(
+                    _trees(seed, class_weight), x, y, cv=splitter, method="predict_proba"
+                ),
                 present,
                 len(classes),
             )
             temperature = fit_temperature(out_of_fold, y)
             calibrated = apply_temperature(out_of_fold, temperature)
             out_of_fold_accuracy = float(np.mean(np.argmax(calibrated, axis=1) == y))
-        model = _trees(seed).fit(x, y)
+        model = _trees(seed, class_weight).fit(x, y)
         summary = {
             "n_fit": len(y),
             # None: a class with one pattern leaves no folds; the temperature stays 1.
             "out_of_fold_accuracy": out_of_fold_accuracy,
             "network_accuracy": float(np.mean(np.argmax(network_probabilities, axis=1) == y)),
             "temperature": temperature,
+            "class_weight": class_weight,
         }
         return cls(model, temperature, list(classes), summary)
 
@@ -207,18 +214,31 @@ class Combiner:
 
     @classmethod
     def load(cls, directory: Path, record: dict[str, Any], classes: Sequence[str]) -> Combiner:
-        """The combiner model.json's ``record`` describes, from ``directory``."""
+        """The combiner model.json's ``record`` describes, from ``directory``; ValueError, one
+        line, when it was made by another scikit-learn or for other features (its trees would
+        not be read as they were fitted)."""
+        from importlib.metadata import version
+
+        installed = version("scikit-learn")
+        if record.get("sklearn_version") != installed:
+            raise ValueError(
+                f"made with scikit-learn {record.get('sklearn_version')}, this is {installed}"
+            )
+        if record.get("features", [])[1:] != list(FEATURES):
+            raise ValueError("made for other indexing features than this xrdsym's")
         with open(directory / record["file"], "rb") as handle:
             # Our own file, written by save with the pinned scikit-learn.
             model = pickle.load(handle)
         return cls(model, float(record["temperature"]), list(classes), record)
 
 
-def _trees(seed: int) -> Any:
+def _trees(seed: int, class_weight: str) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     return HistGradientBoostingClassifier(
-        **TREE_SETTINGS, class_weight="balanced", random_state=seed
+        **TREE_SETTINGS,
+        class_weight="balanced" if class_weight == "balanced" else None,
+        random_state=seed,
     )
 
 

@@ -39,6 +39,9 @@ hides them."""
 DEFAULT_STRUCTURE_WAVELENGTH = "CuKa1"
 """Radiation a CIF structure is simulated with when none is given."""
 
+# Rock salt's first lines at Cu Kα1, degrees: what warm_up indexes.
+WARM_UP_LINES = np.array([27.37, 31.71, 45.45, 53.87, 56.48, 66.22, 73.06, 75.29, 83.98])
+
 STAGE_KEYS = ("per_split", "chunk_size")
 """Keys of params.yaml's ``index`` section that are the index stage's own, not the search's."""
 
@@ -75,6 +78,19 @@ class IndexedPattern:
             )
         ]
         return record
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Load the indexer's compiled kernels (numba's cache) and run every lattice system's
+    search once per process, outside any pattern's time budget: else the first pattern a
+    process indexes spends part of its budget on loading, and its result depends on that."""
+    global _warm
+    if not _warm:
+        index_lines(WARM_UP_LINES, 1.54056, settings=IndexSettings(settled_figure_of_merit=0.0))
+        _warm = True
 
 
 def search_settings(

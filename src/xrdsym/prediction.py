@@ -86,6 +86,8 @@ class Classifier:
     # The combiner of the network and the indexing (xrdsym.hybrid.Combiner), for a model
     # trained with train.combine; None for one without.
     combiner: Any = None
+    # Why there is no combiner, one line for the user (None: there is one).
+    combiner_note: str | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -312,18 +314,22 @@ def load_classifier(model_dir: Path, engine: str = "auto") -> Classifier:
             raise XrdsymError(
                 f"{model_dir / member['model']}: cannot load the model ({exc.__class__.__name__})"
             ) from exc
-    combiner = None
+    combiner, note = None, None
     if "combiner" in meta:
         from xrdsym.hybrid import Combiner
 
         try:
             combiner = Combiner.load(model_dir, meta["combiner"], meta["classes"])
         except Exception as exc:  # unpickling fails in many ways for a missing or corrupt file
-            raise XrdsymError(
-                f"{model_dir / meta['combiner']['file']}: cannot load the combiner "
-                f"({exc.__class__.__name__})"
-            ) from exc
-    return Classifier(models, meta, model_dir, combiner)
+            # The network still answers; the indexing is still shown.
+            reason = str(exc) if isinstance(exc, ValueError) else exc.__class__.__name__
+            note = (
+                f"{model_dir / meta['combiner']['file']}: combiner not used ({reason}): crystal "
+                "systems from the network alone"
+            )
+    else:
+        note = NO_COMBINER_NOTE
+    return Classifier(models, meta, model_dir, combiner, note)
 
 
 def convert_wavelength(
@@ -371,9 +377,11 @@ def with_indexing(
         index_peaks,
         search_settings,
         structure_peaks,
+        warm_up,
     )
 
     peak_settings, index_settings = search_settings(record["peaks"], record["index"])
+    warm_up()
     if structure is not None:
         peaks = structure_peaks(structure, ready.wavelength)
         result = index_peaks(peaks, index_settings)
@@ -556,8 +564,8 @@ NO_PEAKS_REASON = "no peak stands out of the noise: not a crystalline pattern"
 # How scores name the answer of a scan without peaks (no crystal system).
 NO_ANSWER = "none"
 NO_COMBINER_NOTE = (
-    "the model has no combiner (trained before train.combine): crystal systems from the "
-    "network alone, no indexing shown"
+    "the model has no combiner of network and indexing (trained without train.combine, or "
+    "before it): crystal systems from the network alone, no indexing shown"
 )
 
 
@@ -1272,8 +1280,9 @@ def score_predictions(
     }
     if not pairs:
         return scores
-    # A scan without peaks has no answer: scored as "none" (wrong), never as answered.
-    confidence = np.array([0.0 if p.no_peaks else p.confidence for p, _ in pairs])
+    # A scan without peaks has no answer: scored as "none" (wrong), never as answered
+    # (its confidence below any --min-confidence).
+    confidence = np.array([-1.0 if p.no_peaks else p.confidence for p, _ in pairs])
     systems = [row.crystal_system for _, row in pairs]
     if target == "space_group":
         implied = [p.crystal_system(target) or NO_ANSWER for p, _ in pairs]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -53,8 +52,7 @@ from xrdsym.prediction import (
 )
 from xrdsym.sources import Reject, StructureRecord
 from xrdsym.sources.cif_dir import iter_cif_dir
-from xrdsym.stages.index import SETTINGS_FILE as INDEX_SETTINGS_FILE
-from xrdsym.stages.index import read_features, split_patterns
+from xrdsym.stages.index import indexed_ids, read_features, read_index_settings, split_patterns
 from xrdsym.stages.patterns import INDEX_FILE, PATTERNS_FILE, TWO_THETA_FILE
 from xrdsym.symmetry import analyse_symmetry, crystal_system_of_space_group
 
@@ -96,6 +94,10 @@ def run(
     metrics = classifier_scores(classifier, member_outputs, y_true, y_space_group)
     probabilities = classifier.ensemble_probabilities(member_outputs)[PRIMARY_HEAD]
     plots_dir.mkdir(parents=True, exist_ok=True)
+    if index_dir is not None and target == "crystal_system":
+        measured = score_with_indexing(classifier, patterns_dir, index_dir, plots_dir)
+        if measured is not None:
+            metrics["test_measured"] = measured
     metrics["extra_sets"] = {}
     for folder in map(Path, params["evaluate"]["extra_sets"]):
         extra, predictions, rejects = score_structure_set(classifier, folder, params["n_jobs"])
@@ -129,10 +131,6 @@ def run(
         f"{time.perf_counter() - started:.1f} s: "
         + ", ".join(f"{name} {row['accuracy']:.3f}" for name, row in robustness.items())
     )
-    if index_dir is not None and target == "crystal_system":
-        metrics["test_measured"] = score_with_indexing(
-            classifier, patterns_dir, index_dir, plots_dir
-        )
     write_json(metrics_path, metrics)
     coverage = accuracy_coverage(probabilities, y_true)
     reliability = reliability_table(probabilities, y_true)
@@ -267,16 +265,20 @@ def scores(
 
 def score_with_indexing(
     classifier: Classifier, patterns_dir: Path, index_dir: Path, plots_dir: Path
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """The test split as the index stage measured it (once, ``train.augment``'s conditions):
     accuracy, macro-F1 and per-class F1 of the network alone, of the indexing alone (its
     lattice system's crystal system; not indexed counts as wrong) and, for a model with a
     combiner, of both combined (with its calibration and the accuracy of its most confident
     answers); the metric oracle's ceiling on the same structures; each one's lattice-system
     accuracy (:func:`~xrdsym.evaluation.lattice_system_right`). Writes the combined (else the
-    network's) confusion matrix and per-pattern answers under ``plots_dir``."""
+    network's) confusion matrix and per-pattern answers under ``plots_dir``. None, said in
+    one line, when the index stage indexed no test pattern."""
     classes = classifier.classes
-    made = json.loads((index_dir / INDEX_SETTINGS_FILE).read_text())
+    made = read_index_settings(index_dir, classes)
+    if made["per_split"]["test"] == 0 or not indexed_ids(index_dir, "test"):
+        print(f"evaluate: {index_dir} holds no test patterns (index.per_split.test): not scored")
+        return None
     augment = None if made["augment"] is None else AugmentSettings.from_params(made["augment"])
     sample = made["per_split"]["test"]
     ids, patterns, _ = split_patterns(

@@ -39,7 +39,7 @@ from xrdsym.augmentation import AugmentSettings, peak_reflections
 from xrdsym.diffraction import PeakTable, TwoThetaGrid
 from xrdsym.errors import ParamsError, XrdsymError
 from xrdsym.hybrid import feature_matrix, index_features
-from xrdsym.index_scans import index_measured_part, search_settings
+from xrdsym.index_scans import index_measured_part, search_settings, warm_up
 from xrdsym.indexing import IndexResult, IndexSettings, metric_lattice_system
 from xrdsym.inputs import MEASUREMENT_STREAMS, measured_once, read_pattern_split, read_peak_split
 from xrdsym.io import atomic_path, write_json, write_table
@@ -66,10 +66,15 @@ SPLITS = ("val", "test", "train")
 # Patterns indexed per split when index.per_split does not say (None: all).
 DEFAULT_PER_SPLIT: dict[str, int | None] = {"val": None, "test": None, "train": 0}
 CHUNKS_DIR = ".index_chunks"
-CHUNK_FILE, CHUNK_GLOB = "chunk-{:06d}.csv", "chunk-*.csv"
+CHUNK_FILE = "chunk-{:06d}.csv"
 # Code and libraries that make a chunk: a change in any starts a fresh cache.
 CHUNK_CODE = (
     "augmentation.py",
+    "diffraction.py",
+    "wavelengths.py",
+    "measured.py",
+    "settings.py",
+    "symmetry.py",
     "peaks.py",
     "indexing.py",
     "index_scans.py",
@@ -84,6 +89,7 @@ CELL_KEYS = ("a", "b", "c", "alpha", "beta", "gamma")
 def stage_settings(section: dict[str, Any]) -> tuple[dict[str, int | None], int]:
     """Patterns indexed per split (None: all) and the chunk size, from the ``index`` section;
     ParamsError naming the key for a bad value."""
+    section = section or {}
     per_split = section.get("per_split", DEFAULT_PER_SPLIT)
     chunk_size = section.get("chunk_size", 200)
     if not isinstance(per_split, dict) or set(per_split) - set(SPLITS):
@@ -104,6 +110,11 @@ def stage_settings(section: dict[str, Any]) -> tuple[dict[str, int | None], int]
             f"params.yaml: index.chunk_size={chunk_size!r} is invalid: must be a whole number >= 1"
         )
     return per_split, chunk_size
+
+
+def augment_section(section: dict[str, Any]) -> dict[str, Any]:
+    """train.augment without what does not change a measured pattern (``workers``)."""
+    return {key: value for key, value in section.items() if key != "workers"}
 
 
 def reason_code(result: IndexResult, n_peaks: int, settings: IndexSettings) -> str:
@@ -128,6 +139,7 @@ def index_row(
     """One pattern on the grid ``two_theta`` (degrees) indexed: the chosen cell, M(N), F(N),
     the reason when there is none, the seconds taken and the combiner's features. A
     truncated scan (zeros outside) is read where it is measured."""
+    warm_up()
     started = time.perf_counter()
     peaks, result = index_measured_part(
         two_theta, pattern, wavelength, peak_settings, index_settings
@@ -231,17 +243,22 @@ def read_features(index_dir: Path, split: str, ids: list[str]) -> tuple[np.ndarr
     return feature_matrix(rows), rows
 
 
-def check_made_like(index_dir: Path, seed: int, augment: dict[str, Any] | None) -> dict[str, Any]:
-    """The index stage's settings, checked to have measured the patterns with this ``seed``
-    and augmentation (train.augment, None when off): else the features would belong to other
-    patterns than the network sees."""
-    settings = json.loads((index_dir / SETTINGS_FILE).read_text())
-    if settings["seed"] != seed or settings["augment"] != augment:
+def read_index_settings(index_dir: Path, classes: list[str]) -> dict[str, Any]:
+    """What the index stage in ``index_dir`` was run with (its settings.json), checked to be
+    for a crystal-system model of ``classes``: the same classes and target give the same
+    split order, so that its patterns are measured again the same way; else XrdsymError."""
+    path = index_dir / SETTINGS_FILE
+    try:
+        made = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise XrdsymError(f"{path} is missing: run the index stage (`dvc repro index`)") from exc
+    if made["classes"] != list(classes) or made["target"] != "crystal_system":
         raise XrdsymError(
-            f"{index_dir}: indexed patterns measured with another seed or train.augment; "
+            f"{path}: indexed for target {made['target']} with classes "
+            f"{', '.join(made['classes'])}, not a crystal-system model of {', '.join(classes)}; "
             "re-run `dvc repro index`"
         )
-    return settings
+    return made
 
 
 def split_metrics(rows: pd.DataFrame) -> dict[str, Any]:
@@ -280,7 +297,8 @@ def run(params: dict[str, Any], patterns_dir: Path, out_dir: Path, metrics_path:
         "seed": params["seed"],
         "classes": classes,
         "target": params["target"],
-        "augment": params["train"]["augment"] if augment is not None else None,
+        # How the patterns were measured (not train.augment.workers, the threads of training).
+        "augment": augment_section(params["train"]["augment"]) if augment is not None else None,
         "streams": MEASUREMENT_STREAMS,
         "per_split": per_split,
         "peaks": asdict(peak_settings),
@@ -336,7 +354,9 @@ def run(params: dict[str, Any], patterns_dir: Path, out_dir: Path, metrics_path:
             cache_dir.mkdir(parents=True, exist_ok=True)
             write_table(path, chunk)
     if not chunk_paths:
-        raise XrdsymError(f"{patterns_dir}: no validation or test patterns to index")
+        raise XrdsymError(
+            f"{patterns_dir}: nothing to index (no patterns, or index.per_split asks for none)"
+        )
     table = pd.concat([pd.read_csv(p, dtype={"id": str}) for p in chunk_paths], ignore_index=True)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()

@@ -42,7 +42,6 @@ from xrdsym.inputs import (
     preprocessed_pattern_split,
     read_peak_split,
     read_split,
-    read_split_ids,
     read_split_labels,
 )
 from xrdsym.io import atomic_path, write_json
@@ -52,14 +51,14 @@ from xrdsym.prediction import (
     META_FILE,
     MODEL_FILE,
     MODEL_FORMAT,
+    Classifier,
     load_classifier,
     member_file,
     pattern_grid,
 )
 from xrdsym.preprocessing import InputSettings
 from xrdsym.stages.images import SETTINGS_FILE as IMAGE_SETTINGS_FILE
-from xrdsym.stages.index import SETTINGS_FILE as INDEX_SETTINGS_FILE
-from xrdsym.stages.index import check_made_like, indexed_ids, read_features, split_patterns
+from xrdsym.stages.index import indexed_ids, read_features, read_index_settings, split_patterns
 from xrdsym.stages.patterns import SETTINGS_FILE as PATTERN_SETTINGS_FILE
 from xrdsym.symmetry import target_classes
 from xrdsym.training import (
@@ -156,28 +155,40 @@ def augmented_inputs(
 
 
 def fit_combiner(
-    index_dir: Path,
-    made: dict[str, Any],
-    val_ids: list[str],
-    val_probabilities: np.ndarray,
-    y_val: np.ndarray,
-    classes: list[str],
+    classifier: Classifier, patterns_dir: Path, index_dir: Path
 ) -> tuple[Combiner, dict[str, Any]] | None:
-    """The combiner of the network's calibrated probabilities of the validation patterns
-    ``val_ids`` and their indexing (the index stage's in ``index_dir``, made with the settings
-    ``made``; the patterns it did not index, with index.per_split, are left out), with the
-    peak and search settings predict is to index with; None, said in one line, when the
-    patterns cannot fit one."""
-    indexed = set(indexed_ids(index_dir, "val"))
-    keep = np.array([i in indexed for i in val_ids], dtype=bool)
-    chosen = [i for i, k in zip(val_ids, keep, strict=True) if k]
-    features, _ = read_features(index_dir, "val", chosen)
+    """The combiner of ``classifier``'s network and the indexing, fitted on the validation
+    patterns the index stage indexed in ``index_dir``: each measured again as the stage
+    measured it, the network's calibrated probabilities of it beside its features; with the
+    peak and search settings predict is to index with. None, said in one line, when the
+    patterns cannot fit one; XrdsymError when the index stage indexed none, or other classes.
+    The class weights are the network's (``train.class_weight``)."""
+    classes = classifier.classes
+    made = read_index_settings(index_dir, classes)
+    if made["per_split"]["val"] == 0 or not indexed_ids(index_dir, "val"):
+        raise XrdsymError(
+            f"{index_dir}: no validation patterns indexed (index.per_split.val); the combiner "
+            "is fitted on them"
+        )
+    augment = None if made["augment"] is None else AugmentSettings.from_params(made["augment"])
+    ids, patterns, _ = split_patterns(
+        patterns_dir,
+        "val",
+        classes,
+        "crystal_system",
+        augment,
+        made["seed"],
+        made["per_split"]["val"],
+    )
+    features, rows = read_features(index_dir, "val", ids)
+    y_val = np.array([classes.index(name) for name in rows["crystal_system"]])
+    weights = classifier.meta.get("train", {}).get("class_weight", "balanced")
     try:
         combiner = Combiner.fit(
-            val_probabilities[keep], features, y_val[keep], classes, made["seed"]
+            classifier.probabilities(patterns), features, y_val, classes, made["seed"], weights
         )
     except ValueError as exc:
-        print(f"train: no combiner: {exc} among the {int(keep.sum())} validation patterns")
+        print(f"train: no combiner: {exc} among the {len(ids)} validation patterns")
         return None
     summary = combiner.summary
     held_out = summary["out_of_fold_accuracy"]
@@ -193,11 +204,9 @@ def fit_combiner(
 
 def combine_existing(model_dir: Path, patterns_dir: Path, index_dir: Path, out_dir: Path) -> None:
     """Write ``out_dir``: the trained model in ``model_dir`` with a combiner fitted on the
-    validation patterns the index stage indexed in ``index_dir`` (`xrdsym combine`). The
-    network's probabilities are its calibrated ones on those patterns, measured as the index
-    stage measured them; ``patterns_dir`` must be the store the network was trained on with
-    the same seed (its validation split then never trained it), simulated as its model.json
-    records."""
+    validation patterns the index stage indexed in ``index_dir`` (`xrdsym combine`).
+    ``patterns_dir`` must be the store the network was trained on (its validation split
+    then never trained it), simulated as its model.json records."""
     classifier = load_classifier(model_dir)
     meta = dict(classifier.meta)
     if meta.get("target", "crystal_system") != "crystal_system":
@@ -207,17 +216,7 @@ def combine_existing(model_dir: Path, patterns_dir: Path, index_dir: Path, out_d
         raise XrdsymError(
             f"{patterns_dir}: simulated with other settings than {model_dir} was trained on"
         )
-    made = json.loads((index_dir / INDEX_SETTINGS_FILE).read_text())
-    augment = None if made["augment"] is None else AugmentSettings.from_params(made["augment"])
-    classes = classifier.classes
-    sample = made["per_split"]["val"]
-    ids, patterns, _ = split_patterns(
-        patterns_dir, "val", classes, "crystal_system", augment, made["seed"], sample
-    )
-    labels = read_features(index_dir, "val", ids)[1]["crystal_system"]
-    y_val = np.array([classes.index(name) for name in labels])
-    probabilities = classifier.probabilities(patterns)
-    combiner = fit_combiner(index_dir, made, ids, probabilities, y_val, classes)
+    combiner = fit_combiner(classifier, patterns_dir, index_dir)
     if combiner is None:
         raise XrdsymError(f"{index_dir}: too few validation patterns to fit a combiner")
     fitted, search = combiner
@@ -339,7 +338,15 @@ def run(
         | ({SPACE_GROUP_HEAD: section["space_group_loss_weight"]} if space_groups else {}),
     )
     n_train, n_val = len(weights), len(x_val)
-    members, models, val_probabilities = [], [], []
+    combine = section["combine"] and target == "crystal_system"
+    if section["combine"] and not combine:
+        print("train: train.combine is for target crystal_system; training without the combiner")
+    if combine:
+        # Checked before training: a missing or mismatched index stage is found at once.
+        if index_dir is None:
+            raise XrdsymError("train.combine=true needs the index stage's output (--index)")
+        read_index_settings(index_dir, classes)
+    members, models = [], []
     with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
         for member in range(section["ensemble"]):
             # Each member its own initial weights, batch order and augmentation draws.
@@ -401,9 +408,6 @@ def run(
                 }
             )
             models.append(model)
-            val_probabilities.append(
-                apply_temperature(outputs[PRIMARY_HEAD], temperatures[PRIMARY_HEAD])
-            )
             print(
                 f"train: member {member + 1}: {result.seconds:.0f} s, kept epoch "
                 f"{result.best_epoch} of {result.epochs_run} (validation loss "
@@ -419,24 +423,6 @@ def run(
         live.summary["temperature"] = round(members[0]["temperatures"][PRIMARY_HEAD], 4)
         live.summary["val_nll_calibrated"] = members[0]["val_nll_calibrated"]
         live.summary["members"] = members
-    combiner = None
-    if section["combine"] and target != "crystal_system":
-        print("train: train.combine is for target crystal_system; trained without the combiner")
-    elif section["combine"]:
-        if index_dir is None:
-            raise XrdsymError("train.combine=true needs the index stage's output (--index)")
-        augment_section = section["augment"]
-        made = check_made_like(
-            index_dir, params["seed"], augment_section if augment_section["enabled"] else None
-        )
-        combiner = fit_combiner(
-            index_dir,
-            made,
-            read_split_ids(patterns_dir, "val", classes, target=target),
-            np.mean(val_probabilities, axis=0),
-            head_labels(y_val),
-            classes,
-        )
     meta = {
         "format": MODEL_FORMAT,
         "xrdsym_version": __version__,
@@ -458,6 +444,10 @@ def run(
         ).hexdigest()[:16],
         "keras_backend": keras.backend.backend(),
     }
+    combiner = None
+    if combine:
+        # The combiner reads the network as predict will: every member, its temperature.
+        combiner = fit_combiner(Classifier(models, meta, model_dir), patterns_dir, index_dir)
     with atomic_path(model_dir) as tmp:
         tmp.mkdir()
         for model, member in zip(models, members, strict=True):
