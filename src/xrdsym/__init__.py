@@ -19,7 +19,7 @@ Example (from the repository root; ``tests/data`` holds sample scans):
 >>> import xrdsym
 >>> [result] = xrdsym.predict("tests/data/nacl_cu.xy")
 >>> result.crystal_system, round(result.confidence, 2)
-('cubic', 0.94)
+('cubic', 0.84)
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def predict(
         >>> result.flags
         ('partial_coverage',)
         >>> [(name, round(p, 2)) for name, p in result.top]
-        [('cubic', 0.94), ('trigonal', 0.03), ('tetragonal', 0.02)]
+        [('cubic', 0.84), ('trigonal', 0.09), ('tetragonal', 0.06)]
         >>> result.lattice_system, round(result.cell["c"], 3)
         ('cubic', 5.64)
         >>> row = result.to_dict()  # plain types, for JSON
