@@ -29,7 +29,7 @@ PAGE = ROOT / "docs" / "reference" / "params.md"
 # Mappings whose keys are names the user chooses (crystal systems, robustness conditions),
 # documented as one key: their default is the whole mapping, and the comments inside it are
 # listed with it.
-FREE_FORM_MAPPINGS = ("download.mp_api.per_system", "evaluate.robustness")
+FREE_FORM_MAPPINGS = ("download.mp_api.per_system", "evaluate.robustness", "index.per_split")
 _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_]\w*):(?:\s|$)")
 _COMMENT_LINE = re.compile(r"^ *#(?P<text>.*)$")
 # An item of a list inside a comment: "#   cif_table: tables of CIF text ...".
