@@ -9,6 +9,7 @@ the peaks pymatgen calculates for it, those closer than a diffractometer resolve
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -182,9 +183,15 @@ def index_file(
     ``wavelength`` (Å) is used for a scan that states none; a scan without either raises
     XrdsymError naming the file. A CIF without powder data is read as structures, simulated
     at ``structure_wavelength``."""
-    from xrdsym.measured import read_measured_noting
+    from xrdsym.measured import CalculatedBlockSkipped, NoPowderData, read_measured
 
-    measured, notes = read_measured_noting(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CalculatedBlockSkipped)
+        try:
+            measured = read_measured(path)
+        except NoPowderData:
+            measured = None
+    notes = [str(w.message) for w in caught if issubclass(w.category, CalculatedBlockSkipped)]
     if measured is None:
         from xrdsym.prediction import read_structures
 

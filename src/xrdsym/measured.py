@@ -179,27 +179,6 @@ def _positive_wavelength(value: float, shown: str) -> float:
     return value
 
 
-def read_measured_noting(path: str | Path) -> tuple[list[MeasuredPattern] | None, list[str]]:
-    """:func:`read_measured`'s patterns, None for a CIF without powder data (a structure),
-    and the calculated blocks it left out, one line each (CalculatedBlockSkipped's messages;
-    any other warning passes on as raised). Raises as :func:`read_measured` does."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CalculatedBlockSkipped)
-        try:
-            measured = read_measured(path)
-        except NoPowderData:
-            measured = None
-    notes = []
-    for warning in caught:
-        if issubclass(warning.category, CalculatedBlockSkipped):
-            notes.append(str(warning.message))
-        else:  # not ours: passed on as if never caught
-            warnings.warn_explicit(
-                warning.message, warning.category, warning.filename, warning.lineno
-            )
-    return measured, notes
-
-
 def read_measured(path: str | Path) -> list[MeasuredPattern]:
     """Read the measured pattern(s) in ``path``, chosen by its suffix (case-insensitive).
 

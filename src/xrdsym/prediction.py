@@ -623,9 +623,22 @@ def prepare_file(
     notes on what the file holds besides (calculated CIF blocks left out), one line each.
     ``background`` and ``smooth`` replace the model's settings for measured patterns (see
     :func:`measured_settings`; None keeps them)."""
-    from xrdsym.measured import read_measured_noting
+    from xrdsym.measured import CalculatedBlockSkipped, NoPowderData, read_measured
 
-    measured, notes = read_measured_noting(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CalculatedBlockSkipped)
+        try:
+            measured = read_measured(path)
+        except NoPowderData:
+            measured = None
+    notes = []
+    for warning in caught:
+        if issubclass(warning.category, CalculatedBlockSkipped):
+            notes.append(str(warning.message))
+        else:  # not ours: passed on as if never caught
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     if measured is None:
         structures = [
             (str(path.parent / record.id), "structure", prepare_structure(record.structure, meta))
